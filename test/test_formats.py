@@ -299,11 +299,13 @@ def test_cli_sheet(tmp_path):
     out = tmp_path / "sheet.png"
     assert main(["sheet", "--out", str(out), "--frames", "2", *WORLD_ARGS]) == 0
     sheet = cv2.imread(str(out))[..., ::-1]
-    assert sheet.shape == (2 * 48 + 4, 3 * 96 + 2 * 4, 3)
+    caption, gap = 22, 4  # visualize.contact_sheet's layout: a caption line, then tiles with a gap after each
+    assert sheet.shape == (caption + 2 * (48 + gap), 3 * (96 + gap), 3)
     frames, taxonomy = world_frames(2)
-    np.testing.assert_array_equal(sheet[52:, :96], frames[1].image)
-    np.testing.assert_array_equal(sheet[:48, 100:196], taxonomy.colorize(frames[0].semantic(taxonomy)))
-    np.testing.assert_array_equal(sheet[:48, 200:], colorize(frames[0].panoptic, taxonomy))
+    row1 = caption + 48 + gap
+    np.testing.assert_array_equal(sheet[row1:row1 + 48, :96], frames[1].image)
+    np.testing.assert_array_equal(sheet[caption:caption + 48, 100:196], taxonomy.colorize(frames[0].semantic(taxonomy)))
+    np.testing.assert_array_equal(sheet[caption:caption + 48, 200:296], colorize(frames[0].panoptic, taxonomy))
 
 
 def test_cli_reports_bad_options(tmp_path, capsys):

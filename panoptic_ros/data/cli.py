@@ -13,10 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..panoptic import colorize
+from ..visualize import contact_sheet, write_rgb
 
 
 def _positive_int(text: str) -> int:
@@ -60,25 +60,22 @@ def cmd_bag(args) -> int:
     return 0
 
 
-def contact_sheet(frames, taxonomy, gap: int = 4) -> np.ndarray:
-    """RGB sheet with one row per frame: image | semantic colours | panoptic colours."""
-    rows = []
-    for f in frames:
-        h, w = f.panoptic.shape
-        sep = np.full((h, gap, 3), 255, np.uint8)
-        rows.append(np.hstack([f.image, sep, taxonomy.colorize(f.semantic(taxonomy)), sep,
-                               colorize(f.panoptic, taxonomy)]))
-        rows.append(np.full((gap, rows[-1].shape[1], 3), 255, np.uint8))
-    return np.vstack(rows[:-1])
+def frame_rows(frames, taxonomy) -> list[list[np.ndarray]]:
+    """One row per frame: image | semantic colours | panoptic colours."""
+    return [[f.image, taxonomy.colorize(f.semantic(taxonomy)), colorize(f.panoptic, taxonomy)] for f in frames]
 
 
 def cmd_sheet(args) -> int:
     world = _world(args)
-    sheet = contact_sheet((world.frame(i) for i in range(args.start, args.start + args.frames)), world.taxonomy)
+    frames = (world.frame(i) for i in range(args.start, args.start + args.frames))
+    sheet = contact_sheet(frame_rows(frames, world.taxonomy), ["image", "semantic", "panoptic"],
+                          tile_width=world.config.width)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), sheet[..., ::-1]):
-        raise SystemExit(f"could not write {out} (is the extension an image format?)")
+    try:
+        write_rgb(out, sheet)
+    except OSError as exc:
+        raise SystemExit(f"{exc} (is the extension an image format?)")
     print(f"wrote {sheet.shape[1]}x{sheet.shape[0]} contact sheet -> {out}")
     return 0
 

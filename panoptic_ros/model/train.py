@@ -1,0 +1,333 @@
+"""panoptic-train: train PanopticNet on a COCO-panoptic folder or Cityscapes.
+
+    panoptic-train --config config/train_synthetic.yaml --data data/train --val-data data/val --out runs/r18
+
+Single process, or DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on CUDA; rank 0 logs and
+saves). Writes ``OUT/last.pt`` (with optimizer state, for ``--resume``), ``OUT/step_<N>.pt`` (weights), ``OUT/best.pt``
+(best validation PQ), ``OUT/model.pt`` (final weights only) and ``OUT/log.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from .checkpoint import build_metadata, read_checkpoint, save_checkpoint
+from .network import PanopticNet
+from .targets import IMAGENET_MEAN, IMAGENET_STD, PanopticDataset, collate
+
+DEFAULTS = {
+    "data": {"format": "coco", "train": None, "val": None, "train_split": "train", "val_split": "val",
+             "val_images": 50},
+    "input": {"height": 256, "width": 512, "scale_range": [0.75, 1.25], "flip": True},
+    "model": {"backbone": "resnet50", "fpn_channels": 256, "head_channels": 128},
+    "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999], "schedule": "cosine",
+              "warmup_steps": 500, "min_lr_ratio": 0.01, "poly_power": 0.9, "grad_clip": 10.0},
+    "train": {"steps": 10000, "batch_size": 8, "workers": 2, "amp": True, "log_every": 20,
+              "val_every": 1000, "ckpt_every": 1000, "seed": 0, "score_threshold": 0.4},
+    "out": "runs/panoptic",
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None) -> dict:
+    cfg = yaml.safe_load(Path(path).read_text()) if path else {}
+    unknown = set(cfg or {}) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown config sections {sorted(unknown)} in {path}; known: {sorted(DEFAULTS)}")
+    return merge(DEFAULTS, cfg or {})
+
+
+def open_reader(fmt: str, root: str, split: str):
+    """A data-set reader (len, [i] -> Sample, .taxonomy)."""
+    if fmt == "coco":
+        from ..data.coco import CocoPanopticReader
+
+        root = Path(root)
+        if not (root / "annotations.json").is_file():
+            raise ValueError(f"{root} is not a COCO-panoptic folder: no annotations.json")
+        return CocoPanopticReader(root / "annotations.json", root / "panoptic", root / "images")
+    if fmt == "cityscapes":
+        from ..data.cityscapes import CityscapesPanopticReader
+
+        return CityscapesPanopticReader(root, split)
+    raise ValueError(f"data.format must be 'coco' or 'cityscapes', got {fmt!r}")
+
+
+def lr_lambda(step: int, optim: dict, total_steps: int) -> float:
+    """Linear warmup, then cosine or poly decay to ``min_lr_ratio``."""
+    warmup = int(optim["warmup_steps"])
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    floor = float(optim["min_lr_ratio"])
+    if optim["schedule"] == "cosine":
+        decay = 0.5 * (1 + math.cos(math.pi * progress))
+    elif optim["schedule"] == "poly":
+        decay = (1 - progress) ** float(optim["poly_power"])
+    elif optim["schedule"] == "constant":
+        decay = 1.0
+    else:
+        raise ValueError(f"optim.schedule must be cosine, poly or constant, got {optim['schedule']!r}")
+    return floor + (1 - floor) * decay
+
+
+def make_optimizer(model: torch.nn.Module, optim: dict) -> torch.optim.Optimizer:
+    """AdamW (decoupled decay, none on norms / biases) or Adam (the paper's setup, L2 decay on all)."""
+    if optim["name"] == "adamw":
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": float(optim["weight_decay"])},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=float(optim["lr"]), betas=tuple(optim["betas"]))
+    if optim["name"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=float(optim["lr"]), betas=tuple(optim["betas"]),
+                                weight_decay=float(optim["weight_decay"]))
+    raise ValueError(f"optim.name must be adamw or adam, got {optim['name']!r}")
+
+
+def infinite(loader: DataLoader, sampler, epoch: int = 0):
+    while True:
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: ([t.to(device, non_blocking=True) for t in v] if isinstance(v, list) and v and torch.is_tensor(v[0])
+                else v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def train_step(net, model: PanopticNet, batch: dict, optimizer, scaler, use_amp: bool,
+               grad_clip: float) -> tuple[dict, torch.Tensor]:
+    """One optimizer step; ``net`` is ``model`` or its DDP wrapper. Returns the losses and the gradient norm."""
+    with torch.autocast(batch["image"].device.type, dtype=torch.float16, enabled=use_amp):
+        outputs = net(batch["image"])
+    losses = model.compute_loss(outputs, batch)
+    if not torch.isfinite(losses["total"]):
+        raise FloatingPointError(f"non-finite loss: { {k: v.item() for k, v in losses.items()} }")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(losses["total"]).backward()
+    scaler.unscale_(optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return losses, grad_norm
+
+
+def validate(model: PanopticNet, metadata: dict, reader, max_images: int, score_threshold: float) -> dict:
+    """Panoptic quality of the model on the first ``max_images`` samples of ``reader``."""
+    from ..evaluation.pq import PQAccumulator
+    from ..predictor import Predictor
+
+    was_training = model.training
+    predictor = Predictor.from_model(model, metadata, score_threshold=score_threshold)
+    accumulator = PQAccumulator(reader.taxonomy)
+    n = len(reader) if max_images <= 0 else min(max_images, len(reader))
+    with torch.no_grad():
+        for i in range(n):
+            sample = reader[i]
+            result = predictor.predict_batch([sample.image])[0]
+            accumulator.add(result.panoptic, result.segments, sample.panoptic, sample.segments)
+    model.train(was_training)
+    return accumulator.result()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="panoptic-train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="training YAML (see config/train_*.yaml)")
+    p.add_argument("--data", help="training data: COCO-panoptic folder (annotations.json, panoptic/, images/) "
+                                  "or Cityscapes root; overrides data.train")
+    p.add_argument("--val-data", help="validation data (same format); overrides data.val")
+    p.add_argument("--out", help="output folder; overrides out")
+    p.add_argument("--resume", help="checkpoint with training state (OUT/last.pt) to continue from")
+    p.add_argument("--steps", type=int, help="total optimizer steps; overrides train.steps")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--batch-size", type=int, help="per-process batch size; overrides train.batch_size")
+    p.add_argument("--workers", type=int, help="data-loader worker processes; overrides train.workers")
+    p.add_argument("--no-val", action="store_true", help="skip periodic validation")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = load_config(args.config)
+    for key, value in (("data", {"train": args.data}), ("data", {"val": args.val_data}),
+                       ("train", {"steps": args.steps}), ("train", {"batch_size": args.batch_size}),
+                       ("train", {"workers": args.workers})):
+        cfg[key].update({k: v for k, v in value.items() if v is not None})
+    cfg["out"] = args.out or cfg["out"]
+    if not cfg["data"]["train"]:
+        raise SystemExit("panoptic-train: no training data: give --data or data.train in the config")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, world = 0, 1
+    if distributed:
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            device = torch.device("cuda", torch.cuda.current_device())
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    try:
+        return _train(cfg, args, device, rank, world, distributed)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+
+
+def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distributed: bool) -> int:
+    tcfg, ocfg, icfg, dcfg = cfg["train"], cfg["optim"], cfg["input"], cfg["data"]
+    torch.manual_seed(int(tcfg["seed"]) + rank)
+    out = Path(cfg["out"])
+    reader = open_reader(dcfg["format"], dcfg["train"], dcfg["train_split"])
+    taxonomy = reader.taxonomy
+    val_reader = None
+    if dcfg.get("val") and not args.no_val and int(tcfg["val_every"]) > 0:
+        # Fail now, not after an hour of training, if validation was asked for but cannot run.
+        from ..evaluation.pq import PQAccumulator  # noqa: F401
+        from ..predictor import Predictor  # noqa: F401
+
+        val_reader = open_reader(dcfg["format"], dcfg["val"], dcfg["val_split"])
+        if val_reader.taxonomy != taxonomy:
+            raise SystemExit("panoptic-train: validation and training data have different categories")
+    input_size = (int(icfg["height"]), int(icfg["width"]))
+    normalization = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    dataset = PanopticDataset(reader, taxonomy, input_size, augment=True, scale_range=tuple(icfg["scale_range"]),
+                              flip=bool(icfg["flip"]), **normalization)
+
+    model = PanopticNet.from_config(cfg["model"], taxonomy=taxonomy).to(device)
+    optimizer = make_optimizer(model, ocfg)
+    total_steps = int(tcfg["steps"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_lambda(s, ocfg, total_steps))
+    use_amp = bool(tcfg["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    step, best_pq = 0, -1.0
+    if args.resume:
+        payload = read_checkpoint(args.resume)
+        if "training_state" not in payload:
+            raise SystemExit(f"panoptic-train: {args.resume} has no training state (use OUT/last.pt)")
+        if payload["metadata"].get("network") != model.config:
+            raise SystemExit(f"panoptic-train: {args.resume} holds network {payload['metadata'].get('network')}, "
+                             f"the config asks for {model.config}")
+        model.load_state_dict(payload["state_dict"])
+        state = payload["training_state"]
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, best_pq = int(state["step"]), float(state.get("best_pq", -1.0))
+    dataset_hash = reader.hash() if hasattr(reader, "hash") else ""
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                    else None) if distributed else model
+
+    sampler = DistributedSampler(dataset, world, rank, seed=int(tcfg["seed"])) if distributed else \
+        RandomSampler(dataset, replacement=len(dataset) < int(tcfg["batch_size"]),
+                      num_samples=max(len(dataset), int(tcfg["batch_size"])))
+    workers = int(tcfg["workers"])
+    loader = DataLoader(dataset, batch_size=int(tcfg["batch_size"]), sampler=sampler, num_workers=workers,
+                        collate_fn=collate, drop_last=True, pin_memory=device.type == "cuda",
+                        persistent_workers=workers > 0)
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} training samples over {world} processes do not fill one batch of "
+                         f"{tcfg['batch_size']}")
+    batches = infinite(loader, sampler, epoch=step // len(loader))
+
+    def metadata(at_step: int) -> dict:
+        return build_metadata(model, taxonomy, input_size, normalization, training=cfg, dataset_hash=dataset_hash,
+                              step=at_step)
+
+    def training_state(at_step: int) -> dict:
+        return {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "step": at_step, "best_pq": best_pq}
+
+    is_main = rank == 0
+    log = None
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        log = open(out / "log.jsonl", "a")
+    if is_main and val_reader is not None:
+        validate(model, metadata(step), val_reader, 1, float(tcfg["score_threshold"]))  # fail now, not at step N
+    running: dict[str, float] = {}
+    bar = tqdm(total=total_steps, initial=step, disable=not is_main, dynamic_ncols=True, desc="train")
+    net.train()
+    started = time.time()
+    try:
+        while step < total_steps:
+            losses, grad_norm = train_step(net, model, to_device(next(batches), device), optimizer, scaler,
+                                           use_amp, float(ocfg["grad_clip"]))
+            scheduler.step()
+            step += 1
+            for k, v in losses.items():  # exponential running mean for the progress bar
+                running[k] = v.item() if k not in running else 0.9 * running[k] + 0.1 * v.item()
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
+            if is_main and (step % int(tcfg["log_every"]) == 0 or step == total_steps):
+                record = {"step": step, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                          "elapsed_s": round(time.time() - started, 1),
+                          **{k: v.item() for k, v in losses.items()}}
+                log.write(json.dumps(record) + "\n"); log.flush()
+            if val_reader is not None and (step % int(tcfg["val_every"]) == 0 or step == total_steps):
+                if is_main:
+                    try:
+                        result = validate(model, metadata(step), val_reader, int(dcfg["val_images"]),
+                                          float(tcfg["score_threshold"]))
+                    except Exception as exc:  # an hour of training is worth more than one validation
+                        bar.write(f"step {step}: validation failed, training goes on:\n{traceback.format_exc()}")
+                        log.write(json.dumps({"step": step, "val_error": repr(exc)}) + "\n"); log.flush()
+                    else:
+                        pq = float(result["All"]["pq"])
+                        log.write(json.dumps({"step": step, "val": result}) + "\n"); log.flush()
+                        bar.write(f"step {step}: PQ {100 * pq:.1f} (things {100 * result['Things']['pq']:.1f},"
+                                  f" stuff {100 * result['Stuff']['pq']:.1f})")
+                        if pq > best_pq:
+                            best_pq = pq
+                            save_checkpoint(out / "best.pt", model, metadata(step))
+                if distributed:
+                    dist.barrier()
+            if is_main and (step % int(tcfg["ckpt_every"]) == 0 or step == total_steps):
+                save_checkpoint(out / f"step_{step}.pt", model, metadata(step))  # weights only
+                save_checkpoint(out / "last.pt", model, metadata(step), training_state(step))
+    except KeyboardInterrupt:
+        # Keep the finished steps: --resume OUT/last.pt continues from here.
+        bar.close()
+        if is_main:
+            save_checkpoint(out / "last.pt", model, metadata(step), training_state(step))
+            print(f"panoptic-train: interrupted at step {step}; resume with --resume {out / 'last.pt'}",
+                  file=sys.stderr)
+        return 130
+    bar.close()
+    if is_main:
+        save_checkpoint(out / "model.pt", model, metadata(step))
+        print(f"panoptic-train: {step} steps done; weights in {out / 'model.pt'}", file=sys.stderr)
+        log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Predictor: an RGB image of any size in, a panoptic result at that size out.
+
+Stages (each timed, in ``PanopticResult.timings_ms``): ``preprocess`` (resize to the network's input size,
+normalise), ``network`` (backend forward), ``head`` (box decoding + NMS + parameter-free panoptic head on the
+network grid), ``postprocess`` (ids back to the input size, segment table). No per-pixel Python.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .head import PanopticHead, scale_stuff_area_threshold, segments_from_output
+from .panoptic import PanopticResult, semantic_from_ids
+from .taxonomy import Taxonomy
+
+
+class Predictor:
+    """Runs network + panoptic head on images.
+
+    Args:
+        model: a ``PanopticNet`` (eval mode is set here).
+        metadata: the checkpoint metadata (taxonomy, input size, normalisation).
+        backend: a runtime backend name (``auto``, ``cpu``, ``cuda``, ``onnxruntime``, ``tensorrt``) or a
+            backend object from :mod:`panoptic_ros.runtime`.
+        score_threshold: detections below it are dropped before the head (0.4 in the paper).
+        policy: same-class overlap policy of the head.
+        unknown: predict *unknown* (void) for thing pixels no detection explains.
+        stuff_area_threshold: stuff segments smaller than this (pixels at the network input size) become void;
+            ``None`` scales the paper's 4096 px at COCO scale to the network input area.
+        max_detections: K, the static number of detection slots.
+    """
+
+    def __init__(self, model: torch.nn.Module, metadata: dict, backend="cpu", score_threshold: float = 0.4,
+                 policy: str = "closest_center", unknown: bool = True, stuff_area_threshold: int | None = None,
+                 max_detections: int = 100, threads: int | None = None):
+        from .runtime import create_backend
+
+        self.metadata = metadata
+        self.taxonomy = Taxonomy.from_dict(metadata["taxonomy"])
+        self.input_size = tuple(int(v) for v in metadata["input_size"])  # (H, W)
+        norm = metadata.get("normalization", {})
+        self.mean = np.asarray(norm.get("mean", (0.485, 0.456, 0.406)), dtype=np.float32) * 255.0
+        self.std = np.asarray(norm.get("std", (0.229, 0.224, 0.225)), dtype=np.float32) * 255.0
+        self.model = model.eval()
+        self.score_threshold = float(score_threshold)
+        self.max_detections = int(max_detections)
+        h, w = self.input_size
+        area = scale_stuff_area_threshold(h, w) if stuff_area_threshold is None else int(stuff_area_threshold)
+        self.head = PanopticHead.from_taxonomy(self.taxonomy, policy=policy, unknown=unknown,
+                                               stuff_area_threshold=area).eval()
+        self.backend = backend if not isinstance(backend, str) else create_backend(
+            backend, model, self.input_size, metadata=metadata, threads=threads)
+        self.device = self.backend.device
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, backend="auto", expected_taxonomy: Taxonomy | None = None,
+                        **kwargs) -> "Predictor":
+        from .model.checkpoint import load_checkpoint
+
+        model, metadata = load_checkpoint(path, expected_taxonomy=expected_taxonomy)
+        metadata = dict(metadata, checkpoint_path=str(path))
+        return cls(model, metadata, backend=backend, **kwargs)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, metadata: dict, **kwargs) -> "Predictor":
+        kwargs.setdefault("backend", "cpu" if next(model.parameters()).device.type == "cpu" else "cuda")
+        return cls(model, metadata, **kwargs)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # -- inference ------------------------------------------------------------------------------------
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        h, w = self.input_size
+        batch = np.empty((len(images), h, w, 3), dtype=np.float32)
+        for i, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
+            if image.shape[0] < 8 or image.shape[1] < 8:
+                raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} px is too small to segment")
+            resized = image if image.shape[:2] == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            batch[i] = (resized - self.mean) / self.std
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[PanopticResult]:
+        t0 = time.perf_counter()
+        x = self.preprocess(images).to(self.device)
+        t1 = time.perf_counter()
+        outputs = self.backend.run(x)
+        t2 = time.perf_counter()
+        ids, scores = self.fuse(outputs)
+        t3 = time.perf_counter()
+        results = [self._finish(ids[i], scores[i], image.shape[:2]) for i, image in enumerate(images)]
+        t4 = time.perf_counter()
+        per_image = {"preprocess": t1 - t0, "network": t2 - t1, "head": t3 - t2, "postprocess": t4 - t3}
+        for r in results:
+            r.timings_ms = {k: 1000.0 * v / len(images) for k, v in per_image.items()}
+        return results
+
+    def predict(self, image: np.ndarray) -> PanopticResult:
+        return self.predict_batch([image])[0]
+
+    def fuse(self, outputs: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Network outputs -> panoptic ids (B, H, W) at the network input size and detection scores (B, K)."""
+        h, w = self.input_size
+        if not all(bool(torch.isfinite(outputs[k]).all()) for k in ("semantic", "centers", "cls_logits")):
+            raise FloatingPointError("the network produced NaN or inf; refusing to publish its output")
+        det = self.model.detect(outputs, (h, w), score_threshold=self.score_threshold,
+                                max_detections=self.max_detections)
+        semantic = F.interpolate(outputs["semantic"], size=(h, w), mode="bilinear", align_corners=False)
+        centers = F.interpolate(outputs["centers"], size=(h, w), mode="bilinear", align_corners=False)
+        ids, _ = self.head(semantic, det["boxes"], det["labels"], det["scores"], det["valid"], centers)
+        return ids.cpu().numpy(), det["scores"].cpu().numpy()
+
+    def _finish(self, ids: np.ndarray, scores: np.ndarray, size: tuple[int, int]) -> PanopticResult:
+        if ids.shape != tuple(size):
+            ids = cv2.resize(ids.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+        ids = ids.astype(np.int32, copy=False)
+        return PanopticResult(ids, semantic_from_ids(ids, self.taxonomy), segments_from_output(ids, scores, self.taxonomy))

@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast model clean
 
 $(STAMP): requirements.txt requirements-build.txt requirements-test.txt setup.py package.xml CMakeLists.txt $(wildcard msg/*.msg) tools/build_msgs.sh
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -m "not slow"
+
+# Reproduces models/panoptic_r18_synthetic.pt from scratch (data, training, held-out evaluation).
+model: install
+	bash tools/train_shipped_model.sh
 
 clean:
 	rm -rf $(VENV) build out

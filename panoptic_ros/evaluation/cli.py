@@ -1,0 +1,130 @@
+"""``panoptic-eval``: panoptic quality of predictions against ground truth, with a report folder.
+
+    panoptic-eval coco GT_JSON GT_DIR PRED_JSON PRED_DIR --out DIR        # panopticapi's four inputs
+    panoptic-eval cityscapes GT_JSON GT_DIR PRED_JSON PRED_DIR --out DIR  # Cityscapes panoptic (labelIds)
+    panoptic-eval bag BAG --model CKPT --out DIR                          # predictor over a rosbag2
+
+Prints panopticapi's table and writes DIR/report.json, report.md, per_class_pq.png, worst_frames.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..taxonomy import Taxonomy
+from .files import PanopticFolders
+from .pq import format_table
+from .report import to_convention, worst_frame_names, write_report
+
+
+def _find_image(images_dir: Path | None, gt_json: dict, image_id) -> np.ndarray | None:
+    """The RGB image of ``image_id`` from ``images_dir`` (file name from the gt JSON's ``images``)."""
+    if images_dir is None:
+        return None
+    import cv2
+
+    names = [im.get("file_name") for im in gt_json.get("images", []) if im.get("id") == image_id]
+    for name in names + [f"{image_id}.jpg", f"{image_id}.png", f"{image_id}_leftImg8bit.png"]:
+        matches = list(images_dir.rglob(Path(name).name)) if name else []
+        if matches:
+            bgr = cv2.imread(str(matches[0]), cv2.IMREAD_COLOR)
+            if bgr is not None:
+                return bgr[..., ::-1].copy()
+    return None
+
+
+def evaluate_and_report(folders: PanopticFolders, out: Path | None, title: str, workers: int | None,
+                        worst: int, images_dir: Path | None, per_class_table: bool) -> dict:
+    acc = folders.evaluate(workers=workers)
+    result = acc.result()
+    print(format_table(result, per_class=per_class_table))
+    if out is None:
+        return result
+    taxonomy = Taxonomy.from_coco_categories(folders.categories)
+    index = {folders.name(pair): k for k, pair in enumerate(folders.pairs)}
+    worst_frames = []
+    for name in worst_frame_names(acc.frames, worst):
+        k = index[name]
+        gt, gt_segments, pred, pred_segments = folders.read(k)
+        stats = next(f for f in acc.frames if f["name"] == name)
+        image = _find_image(images_dir, folders.gt_json, folders.pairs[k][0]["image_id"])
+        if image is not None and image.shape[:2] != gt.shape:
+            print(f"panoptic-eval: image of {name} is {image.shape[1]}x{image.shape[0]}, its panoptic PNG "
+                  f"{gt.shape[1]}x{gt.shape[0]}; drawn without it", file=sys.stderr)
+            image = None
+        worst_frames.append((name, image, to_convention(gt, gt_segments, taxonomy),
+                             to_convention(pred, pred_segments, taxonomy), stats["pq"]))
+    paths = write_report(out, result, acc.frames, worst_frames=worst_frames, title=title, taxonomy=taxonomy,
+                         extra={"gt_json": str(folders.gt_json_path), "gt_dir": str(folders.gt_dir),
+                                "pred_json": str(folders.pred_json_path), "pred_dir": str(folders.pred_dir)})
+    print(f"report: {paths['md']}")
+    return result
+
+
+def _add_folder_args(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("gt_json", type=Path, help="ground-truth COCO-panoptic JSON (its 'categories' are evaluated)")
+    sub.add_argument("gt_dir", type=Path, help="folder of ground-truth PNGs")
+    sub.add_argument("pred_json", type=Path, help="prediction COCO-panoptic JSON (matched by image_id)")
+    sub.add_argument("pred_dir", type=Path, help="folder of prediction PNGs")
+    sub.add_argument("--out", type=Path, default=None, help="report folder (default: print only)")
+    sub.add_argument("--workers", type=int, default=None, help="decoding threads (default: CPU count)")
+    sub.add_argument("--worst", type=int, default=6, help="how many lowest-PQ frames to draw")
+    sub.add_argument("--images", type=Path, default=None, help="folder with the RGB images, for the drawings")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="panoptic-eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    subs = parser.add_subparsers(dest="command", required=True)
+    coco = subs.add_parser("coco", help="COCO-panoptic JSON + PNG folders (same inputs as panopticapi pq_compute)",
+                           description="PQ / SQ / RQ exactly as panopticapi's pq_compute, plus a report.")
+    _add_folder_args(coco)
+    city = subs.add_parser("cityscapes", help="Cityscapes panoptic (cityscapes_panoptic_val.json + folder)",
+                           description="PQ as cityscapesscripts' evalPanopticSemanticLabeling (category ids = "
+                                       "Cityscapes labelIds), with its per-class table, plus a report.")
+    _add_folder_args(city)
+    bag = subs.add_parser("bag", help="run the predictor over a rosbag2 with ground-truth topics",
+                          description="Runs the predictor over a rosbag2 holding images and panoptic ground "
+                                      "truth, and writes the same report with latencies.")
+    bag.add_argument("bag", type=Path, help="rosbag2 folder")
+    bag.add_argument("--model", type=Path, required=True, help="checkpoint of the network")
+    bag.add_argument("--out", type=Path, required=True, help="report folder")
+    return parser
+
+
+def run_bag(args: argparse.Namespace) -> int:
+    """Slot for the bag evaluation (predictor + bag reader); wired by the package that owns them."""
+    try:
+        from .bag import run as run_bag_evaluation  # noqa: F401 - provided by the bag integration
+    except ImportError:
+        print("panoptic-eval bag: the bag evaluation is not installed in this build", file=sys.stderr)
+        return 2
+    return run_bag_evaluation(args)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "bag":
+        return run_bag(args)
+    try:
+        folders = PanopticFolders(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir)
+        if args.command == "cityscapes":
+            labels = {c.id: c.name for c in Taxonomy.cityscapes().categories}
+            odd = [c["id"] for c in folders.categories if labels.get(c["id"]) != c.get("name")]
+            if odd:
+                print(f"panoptic-eval: warning: categories {odd} are not Cityscapes labelIds with their "
+                      "names; evaluating them as given", file=sys.stderr)
+        title = ("Cityscapes panoptic evaluation" if args.command == "cityscapes" else "COCO panoptic evaluation")
+        evaluate_and_report(folders, args.out, title, args.workers, args.worst, args.images,
+                            per_class_table=args.command == "cityscapes")
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"panoptic-eval: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
     panoptic-eval coco GT_JSON GT_DIR PRED_JSON PRED_DIR --out DIR        # panopticapi's four inputs
     panoptic-eval cityscapes GT_JSON GT_DIR PRED_JSON PRED_DIR --out DIR  # Cityscapes panoptic (labelIds)
+    panoptic-eval model CKPT DATA_DIR --out DIR                           # predictor over a data-set folder
     panoptic-eval bag BAG --model CKPT --out DIR                          # predictor over a rosbag2
 
 Prints panopticapi's table and writes DIR/report.json, report.md, per_class_pq.png, worst_frames.png.
@@ -18,6 +19,7 @@ from ..taxonomy import Taxonomy
 from .files import PanopticFolders
 from .pq import format_table
 from .report import to_convention, worst_frame_names, write_report
+from .run import add_predictor_args, run_bag, run_model
 
 
 def _find_image(images_dir: Path | None, gt_json: dict, image_id) -> np.ndarray | None:
@@ -92,24 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("bag", type=Path, help="rosbag2 folder")
     bag.add_argument("--model", type=Path, required=True, help="checkpoint of the network")
     bag.add_argument("--out", type=Path, required=True, help="report folder")
+    bag.add_argument("--image-topic", default="/camera/image_raw", help="camera image topic of the bag")
+    add_predictor_args(bag)
+    model = subs.add_parser("model", help="run the predictor over a COCO- or Cityscapes-panoptic folder",
+                            description="Runs a checkpoint over every frame of a data-set folder and writes the "
+                                        "report with latencies (how the model card's figures are made).")
+    model.add_argument("model", type=Path, help="checkpoint of the network")
+    model.add_argument("data", type=Path, help="data-set folder (COCO: annotations.json, panoptic/, images/)")
+    model.add_argument("--format", choices=("coco", "cityscapes"), default="coco")
+    model.add_argument("--split", default="val", help="Cityscapes split")
+    model.add_argument("--out", type=Path, default=None, help="report folder (default: print only)")
+    add_predictor_args(model)
     return parser
-
-
-def run_bag(args: argparse.Namespace) -> int:
-    """Slot for the bag evaluation (predictor + bag reader); wired by the package that owns them."""
-    try:
-        from .bag import run as run_bag_evaluation  # noqa: F401 - provided by the bag integration
-    except ImportError:
-        print("panoptic-eval bag: the bag evaluation is not installed in this build", file=sys.stderr)
-        return 2
-    return run_bag_evaluation(args)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "bag":
-        return run_bag(args)
     try:
+        if args.command in ("bag", "model"):
+            return (run_bag if args.command == "bag" else run_model)(args)
         folders = PanopticFolders(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir)
         if args.command == "cityscapes":
             labels = {c.id: c.name for c in Taxonomy.cityscapes().categories}

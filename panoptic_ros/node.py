@@ -1,0 +1,436 @@
+"""PanopticNode: camera images in; panoptic labels, an overlay, a bird's-eye occupancy grid and footprint
+markers out. Wiring only: the work is done by :class:`~panoptic_ros.predictor.Predictor` and
+:class:`~panoptic_ros.bev.GroundProjector`.
+
+Real-time rules: subscription callbacks only store the newest frame; one worker thread processes the newest
+frame and drops (and counts) the ones it had no time for; outputs nobody subscribes to are not computed.
+
+Topics (relative names, remap them): subscribes ``image`` (or ``image/compressed``) and ``camera_info``;
+publishes ``~/panoptic``, ``~/panoptic_ids`` (32SC1), ``~/semantic`` (mono8), ``~/overlay`` (rgb8),
+``~/grid`` (OccupancyGrid), ``~/markers`` (MarkerArray) and ``/diagnostics``.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
+
+from . import resources
+from .bev import GroundProjector
+from .geometry import CameraModel
+from .ros import messages
+from .ros.image_conversion import compressed_to_rgb, image_to_rgb
+from .ros.params import PARAMETERS, NodeConfig, help_text
+
+from panoptic_ros.msg import PanopticSegmentation  # generated from msg/
+
+NODE_NAME = "panoptic_node"
+STAGES = ("wait", "decode", "preprocess", "network", "head", "postprocess", "bev", "publish", "total")
+SUPPORTED_DISTORTION = ("", "plumb_bob", "rational_polynomial")
+
+
+@dataclass
+class _Frame:
+    msg: object
+    compressed: bool
+    received: float  # time.monotonic()
+
+
+@dataclass
+class _Stats:
+    """Counters since start and samples of the current diagnostics window (guarded by the node's lock)."""
+
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0  # stale: replaced by a newer frame before the worker took it
+    bad_input: int = 0
+    idle: int = 0  # frames skipped because no output had a subscriber
+    window_received: int = 0
+    window_processed: int = 0
+    window_dropped: int = 0
+    window_start: float = field(default_factory=time.monotonic)
+    latencies: dict = field(default_factory=lambda: {s: deque(maxlen=200) for s in STAGES})
+    last_error: str = ""
+    last_error_time: float = -1e9
+    last_input_time: float = -1e9
+
+
+class PanopticNode(Node):
+    """The ROS 2 node. The model is loaded (and warmed up) in the constructor, before 'ready' is logged."""
+
+    def __init__(self, **node_kwargs):
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.config = self._declare_parameters()
+        cfg = self.config
+        self._lock = threading.Condition()
+        self._pending: _Frame | None = None
+        self._camera_info: CameraInfo | None = None
+        self._projector: GroundProjector | None = None
+        self._projector_key = None
+        self._stop = False
+        self._stats = _Stats()
+        self._warned = set()
+
+        self.predictor = self._load_predictor()
+        self.taxonomy = self.predictor.taxonomy
+
+        # Outputs: reliable depth 1 (what RViz and recorders ask for; depth 1 never queues stale frames).
+        out_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        grid_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL if cfg.grid_transient_local
+                              else DurabilityPolicy.VOLATILE)
+        self.pub_panoptic = self._publisher(PanopticSegmentation, "~/panoptic", out_qos)
+        self.pub_ids = self._publisher(Image, "~/panoptic_ids", out_qos)
+        self.pub_semantic = self._publisher(Image, "~/semantic", out_qos)
+        self.pub_overlay = self._publisher(Image, "~/overlay", out_qos)
+        self.pub_grid = self._publisher(OccupancyGrid, "~/grid", grid_qos)
+        self.pub_markers = self._publisher(MarkerArray, "~/markers", out_qos)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        # Inputs: depth 1, the newest frame is the only one worth having.
+        in_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                            reliability=ReliabilityPolicy.BEST_EFFORT if cfg.input_qos == "sensor_data"
+                            else ReliabilityPolicy.RELIABLE)
+        if cfg.image_transport == "compressed":
+            # image_transport names the compressed stream <base topic>/compressed, after remapping the base.
+            self.image_topic = self.resolve_topic_name("image") + "/compressed"
+            self.create_subscription(CompressedImage, self.image_topic, lambda m: self._on_image(m, True), in_qos,
+                                     event_callbacks=self._subscription_events(self.image_topic))
+        else:
+            self.image_topic = self.resolve_topic_name("image")
+            self.create_subscription(Image, "image", lambda m: self._on_image(m, False), in_qos,
+                                     event_callbacks=self._subscription_events(self.image_topic))
+        self.camera_info_topic = self.resolve_topic_name("camera_info")
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos,
+                                 event_callbacks=self._subscription_events(self.camera_info_topic))
+
+        self._worker = threading.Thread(target=self._work, name="panoptic_worker", daemon=True)
+        self._worker.start()
+        self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
+        h, w = self.predictor.input_size
+        self.get_logger().info(
+            f"ready: model {self.model_path} on backend {self.predictor.backend_name}, input {w}x{h}; "
+            f"listening on {self.image_topic} ({cfg.image_transport}, {cfg.input_qos} QoS) and "
+            f"{self.camera_info_topic}")
+
+    # -- setup ---------------------------------------------------------------------------------------------
+    def _declare_parameters(self) -> NodeConfig:
+        values = {}
+        for spec in PARAMETERS:
+            descriptor = ParameterDescriptor(description=spec.description, read_only=True,
+                                             additional_constraints=spec.constraints or (
+                                                 f"one of: {', '.join(spec.choices)}" if spec.choices else ""))
+            if spec.range is not None and isinstance(spec.default, float):
+                descriptor.floating_point_range = [FloatingPointRange(
+                    from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=0.0)]
+            elif spec.range is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+                descriptor.integer_range = [IntegerRange(
+                    from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
+            values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
+        return NodeConfig.from_values({k: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
+                                       for k, v in values.items()})
+
+    def _load_predictor(self):
+        from .predictor import Predictor
+
+        cfg = self.config
+        path = Path(cfg.model_path) if cfg.model_path else resources.default_model_path()
+        self.model_path = path
+        kwargs = dict(backend=cfg.backend, score_threshold=cfg.score_threshold, policy=cfg.overlap_policy,
+                      unknown=cfg.unknown, stuff_area_threshold=cfg.stuff_area_threshold)
+        if cfg.threads:
+            kwargs["threads"] = cfg.threads
+        if cfg.input_size is not None:
+            if "input_size" not in inspect.signature(Predictor.__init__).parameters:
+                raise ValueError(f"parameter input_size={list(cfg.input_size)}: this Predictor runs models at their "
+                                 "checkpoint's input size only; set input_size to [0, 0]")
+            kwargs["input_size"] = cfg.input_size
+        self.get_logger().info(f"loading model {path} (backend {cfg.backend})")
+        t0 = time.perf_counter()
+        predictor = Predictor.from_checkpoint(path, **kwargs)
+        h, w = predictor.input_size
+        predictor.predict(np.zeros((h, w, 3), dtype=np.uint8))  # warm-up: first-call allocations, lazy init
+        self.get_logger().info(f"model loaded and warmed up in {time.perf_counter() - t0:.1f} s")
+        return predictor
+
+    def _publisher(self, msg_type, topic: str, qos: QoSProfile):
+        name = self.resolve_topic_name(topic)
+
+        def incompatible(info):
+            self._warn_qos(name, "a subscriber", info.last_policy_kind, info.total_count)
+
+        return self.create_publisher(msg_type, topic, qos,
+                                     event_callbacks=PublisherEventCallbacks(incompatible_qos=incompatible))
+
+    def _subscription_events(self, topic: str) -> SubscriptionEventCallbacks:
+        def incompatible(info):
+            self._warn_qos(topic, "a publisher", info.last_policy_kind, info.total_count)
+
+        return SubscriptionEventCallbacks(incompatible_qos=incompatible)
+
+    def _warn_qos(self, topic: str, who: str, policy, count: int) -> None:
+        try:
+            policy_name = QoSPolicyKind(policy).name
+        except ValueError:
+            policy_name = str(policy)
+        hint = (" (input_qos:=reliable needs a reliable camera driver; sensor_data accepts both)"
+                if policy_name == "RELIABILITY" else "")
+        self.get_logger().warning(f"incompatible QoS on {topic}: {who} disagrees on {policy_name}{hint}; "
+                                  f"those endpoints will not talk ({count} so far)")
+
+    # -- callbacks (never block) ------------------------------------------------------------------------
+    def _on_image(self, msg, compressed: bool) -> None:
+        now = time.monotonic()
+        with self._lock:
+            st = self._stats
+            if self._pending is not None:
+                st.dropped += 1
+                st.window_dropped += 1
+            self._pending = _Frame(msg, compressed, now)
+            st.received += 1
+            st.window_received += 1
+            st.last_input_time = now
+            self._lock.notify()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        with self._lock:
+            self._camera_info = msg
+
+    # -- worker ------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while self._pending is None and not self._stop:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                frame, self._pending = self._pending, None
+                camera_info = self._camera_info
+            try:
+                self._process(frame, camera_info)
+            except Exception as exc:  # noqa: BLE001 - the node must outlive any one frame
+                self._bad_frame(frame, f"processing failed: {type(exc).__name__}: {exc}")
+
+    def _process(self, frame: _Frame, camera_info: CameraInfo | None) -> None:
+        t_start = time.monotonic()
+        want_panoptic = self.pub_panoptic.get_subscription_count() > 0
+        want_ids = self.pub_ids.get_subscription_count() > 0
+        want_semantic = self.pub_semantic.get_subscription_count() > 0
+        want_overlay = self.pub_overlay.get_subscription_count() > 0
+        want_grid = self.pub_grid.get_subscription_count() > 0
+        want_markers = self.pub_markers.get_subscription_count() > 0
+        if not (want_panoptic or want_ids or want_semantic or want_overlay or want_grid or want_markers):
+            with self._lock:
+                self._stats.idle += 1
+            return
+        msg = frame.msg
+        try:
+            rgb = compressed_to_rgb(msg) if frame.compressed else image_to_rgb(msg)
+        except ValueError as exc:
+            self._bad_frame(frame, f"cannot read image: {exc}")
+            return
+        t_decoded = time.monotonic()
+        result = self.predictor.predict(rgb)
+        t_predicted = time.monotonic()
+
+        stamp = msg.header.stamp
+        cam_hdr = messages.header(stamp, self.config.camera_frame or msg.header.frame_id)
+        if not cam_hdr.frame_id:
+            self._warn_once("frame_id", "input images have an empty header.frame_id and camera_frame is not set: "
+                                        "image outputs will have an empty frame_id too")
+        bev = None
+        t_bev = t_predicted
+        if want_grid or want_markers:
+            projector = self._projector_for(camera_info, rgb.shape[1], rgb.shape[0], frame)
+            if projector is not None:
+                bev = projector.project(result.panoptic)
+            t_bev = time.monotonic()
+
+        ids_image = messages.panoptic_ids_image(result.panoptic, cam_hdr) if (want_ids or want_panoptic) else None
+        if want_ids:
+            self.pub_ids.publish(ids_image)
+        if want_panoptic:
+            self.pub_panoptic.publish(messages.panoptic_segmentation(result, self.taxonomy, cam_hdr, ids_image))
+        if want_semantic:
+            self.pub_semantic.publish(messages.semantic_image(result.semantic, cam_hdr))
+        if want_overlay:
+            self.pub_overlay.publish(messages.overlay_image(result.panoptic, self.taxonomy, rgb, cam_hdr))
+        if bev is not None and want_grid:
+            self.pub_grid.publish(messages.bev_occupancy_grid(bev, stamp, self.config.output_frame))
+        if bev is not None and want_markers:
+            self.pub_markers.publish(messages.footprint_markers(bev.footprints, self.taxonomy, stamp,
+                                                                self.config.output_frame))
+        t_end = time.monotonic()
+
+        times = dict(result.timings_ms)
+        times.update(wait=1e3 * (t_start - frame.received), decode=1e3 * (t_decoded - t_start),
+                     bev=1e3 * (t_bev - t_predicted), publish=1e3 * (t_end - t_bev),
+                     total=1e3 * (t_end - frame.received))
+        with self._lock:
+            st = self._stats
+            st.processed += 1
+            st.window_processed += 1
+            for k, v in times.items():
+                if k in st.latencies:
+                    st.latencies[k].append(float(v))
+
+    def _projector_for(self, info: CameraInfo | None, width: int, height: int, frame: _Frame):
+        """The ground projector for the current CameraInfo (rebuilt only when the camera changes)."""
+        if info is None:
+            self._warn_once("no_info", f"no CameraInfo received on {self.camera_info_topic} yet: "
+                                       "~/grid and ~/markers wait for it")
+            return None
+        key = (info.width, info.height, tuple(info.k), tuple(info.d), info.distortion_model, info.binning_x,
+               info.binning_y, info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
+        if key == self._projector_key:
+            return self._projector
+        problem = None
+        if info.distortion_model not in SUPPORTED_DISTORTION:
+            problem = f"distortion model {info.distortion_model!r} is not supported (use plumb_bob)"
+        elif info.distortion_model == "rational_polynomial" and any(info.d[5:8]):
+            problem = "rational_polynomial distortion with k4..k6 != 0 is not supported (use plumb_bob)"
+        if problem is None:
+            roi = (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
+            try:
+                camera = CameraModel.from_camera_info(
+                    info.width, info.height, info.k, info.d, info.binning_x, info.binning_y, roi,
+                    self.config.camera_pose, frame_id=info.header.frame_id or "camera_optical_frame",
+                    parent_frame=self.config.output_frame)
+                if (camera.width, camera.height) != (width, height):
+                    problem = (f"CameraInfo describes a {camera.width}x{camera.height} image but the images are "
+                               f"{width}x{height}")
+            except ValueError as exc:
+                problem = str(exc)
+        if problem is not None:
+            self._bad_frame(frame, f"cannot project to the grid: {problem}", count=False)
+            return None
+        t0 = time.perf_counter()
+        self._projector = GroundProjector(camera, self.config.grid, self.taxonomy, self.config.free_classes,
+                                          self.config.obstacle_classes, self.config.max_range)
+        self._projector_key = key
+        self.get_logger().info(f"ground lookup for a {width}x{height} camera built in "
+                               f"{1e3 * (time.perf_counter() - t0):.0f} ms")
+        return self._projector
+
+    # -- errors and diagnostics ------------------------------------------------------------------------
+    def _bad_frame(self, frame: _Frame, reason: str, count: bool = True) -> None:
+        stamp = frame.msg.header.stamp
+        text = f"frame {stamp.sec}.{stamp.nanosec:09d} on {self.image_topic}: {reason}"
+        self.get_logger().error(text, throttle_duration_sec=1.0)
+        with self._lock:
+            if count:
+                self._stats.bad_input += 1
+            self._stats.last_error = text
+            self._stats.last_error_time = time.monotonic()
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(text)
+
+    def diagnostic_values(self) -> tuple[str, str, dict]:
+        """(level, message, values) of the current window; resets the window."""
+        now = time.monotonic()
+        with self._lock:
+            st = self._stats
+            span = max(now - st.window_start, 1e-6)
+            values = {"backend": self.predictor.backend_name, "model": str(self.model_path),
+                      "input rate (Hz)": st.window_received / span, "output rate (Hz)": st.window_processed / span,
+                      "frames received": st.received, "frames processed": st.processed,
+                      "frames dropped (stale)": st.dropped, "frames with bad input": st.bad_input,
+                      "frames skipped (no subscribers)": st.idle}
+            for stage in STAGES:
+                samples = st.latencies[stage]
+                if samples:
+                    values[f"latency {stage} (ms)"] = float(np.mean(samples))
+            if st.latencies["total"]:
+                values["latency total max (ms)"] = float(np.max(st.latencies["total"]))
+            dropped, received = st.window_dropped, st.window_received
+            recent_error = now - st.last_error_time < max(2 * self.config.diagnostics_period, 2.0)
+            last_error, silent = st.last_error, now - st.last_input_time
+            st.window_start, st.window_received, st.window_processed, st.window_dropped = now, 0, 0, 0
+            for samples in st.latencies.values():
+                samples.clear()
+        values["last error"] = last_error
+        if recent_error:
+            return "error", last_error, values
+        if st.received == 0 or silent > max(3 * self.config.diagnostics_period, 3.0):
+            return "warn", f"no images on {self.image_topic}", values
+        if dropped:
+            return "warn", f"processing slower than input: {dropped} of {received} frames skipped", values
+        return "ok", "running", values
+
+    def _publish_diagnostics(self) -> None:
+        level, message, values = self.diagnostic_values()
+        self.pub_diagnostics.publish(messages.diagnostics(
+            self.get_clock().now().to_msg(), f"{self.get_name()}: panoptic segmentation", level, message, values,
+            hardware_id=self.predictor.backend_name))
+
+    def destroy_node(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._lock.notify_all()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=10.0)
+        super().destroy_node()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``panoptic_node [--ros-args ...]``: run the node until SIGINT / SIGTERM."""
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
+    parser = argparse.ArgumentParser(
+        prog="panoptic_node", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="ROS 2 node: panoptic segmentation of a camera stream with a bird's-eye occupancy grid.\n"
+                    "Topics: subscribes image (or image/compressed), camera_info; publishes ~/panoptic, "
+                    "~/panoptic_ids,\n~/semantic, ~/overlay, ~/grid, ~/markers, /diagnostics.\n"
+                    "Example: panoptic_node --ros-args -r image:=/camera/image_raw -r camera_info:=/camera/"
+                    "camera_info --params-file config/panoptic.yaml",
+        epilog=help_text())
+    parser.parse_args(remove_ros_args(argv)[1:])
+    # Until rclpy.init installs its handlers, SIGTERM ends the process like SIGINT: quietly.
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = None
+    try:
+        rclpy.init(args=argv)
+        node = PanopticNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # noqa: BLE001 - a startup error is one clear line, not a traceback
+        if not rclpy.ok():  # interrupted while loading: not an error
+            return 0
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"{type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

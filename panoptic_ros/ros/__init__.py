@@ -1,0 +1,1 @@
+"""Thin ROS 2 adapters over the core: Image <-> numpy, core results -> messages, bag replay, parameters."""

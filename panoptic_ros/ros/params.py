@@ -1,0 +1,162 @@
+"""The node's parameters, declared in one table: names, defaults, descriptions, ranges, choices.
+
+The table drives ``declare_parameter`` (with a ``ParameterDescriptor`` each), ``panoptic_node --help`` and
+the cross-check against ``config/panoptic.yaml`` in the tests, so the three never disagree. No rclpy import
+at module level: :class:`NodeConfig` is built and validated without ROS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..bev import DEFAULT_FREE_CLASSES, DEFAULT_OBSTACLE_CLASSES
+from ..geometry import GridSpec, Pose
+
+BACKENDS = ("auto", "tensorrt", "cuda", "cpu", "onnxruntime")
+INPUT_QOS = ("sensor_data", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+OVERLAP_POLICIES = ("highest_confidence", "smallest_first", "closest_center")  # = head.POLICIES (tested)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None  # inclusive bounds for numbers
+    choices: tuple[str, ...] | None = None
+    constraints: str = ""
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "Checkpoint (.pt) to load; empty = the shipped model in share/panoptic_ros/models."),
+    ParamSpec("backend", "auto", "Inference backend; auto tries tensorrt, cuda, onnxruntime, cpu in that order.",
+              choices=BACKENDS),
+    ParamSpec("threads", 0, "CPU threads for inference; 0 = the library default.", range=(0, 256)),
+    ParamSpec("input_size", [0, 0], "Network input [height, width] in pixels; [0, 0] = the checkpoint's size.",
+              constraints="two integers, both 0 or both positive multiples of 32"),
+    ParamSpec("score_threshold", 0.4, "Detections below this score are dropped before the panoptic head.",
+              range=(0.0, 1.0)),
+    ParamSpec("overlap_policy", "closest_center",
+              "How the head splits pixels claimed by two boxes of one class.", choices=OVERLAP_POLICIES),
+    ParamSpec("unknown", True, "Label thing-class pixels that no detection explains as unknown (void)."),
+    ParamSpec("stuff_area_threshold", -1,
+              "Stuff segments smaller than this many pixels (network input scale) become void; "
+              "-1 = the paper's 4096 px scaled to the input size.", range=(-1, 1 << 24)),
+    ParamSpec("camera_frame", "", "frame_id of the image outputs; empty = the input image's frame_id."),
+    ParamSpec("output_frame", "base_link", "frame_id of the occupancy grid and the footprint markers."),
+    ParamSpec("camera.x", 1.5, "Camera body position in output_frame, metres (forward).", range=(-100.0, 100.0)),
+    ParamSpec("camera.y", 0.0, "Camera body position in output_frame, metres (left).", range=(-100.0, 100.0)),
+    ParamSpec("camera.z", 1.5, "Camera body height above the ground plane z = 0 of output_frame, metres.",
+              range=(0.01, 100.0)),
+    ParamSpec("camera.roll", 0.0, "Camera body roll in output_frame, radians.", range=(-3.1416, 3.1416)),
+    ParamSpec("camera.pitch", 0.0, "Camera body pitch, radians; positive looks down.", range=(-1.5708, 1.5708)),
+    ParamSpec("camera.yaw", 0.0, "Camera body yaw, radians; positive looks left.", range=(-3.1416, 3.1416)),
+    ParamSpec("grid.resolution", 0.2, "Occupancy grid cell size, metres.", range=(0.01, 10.0)),
+    ParamSpec("grid.x_min", 0.0, "Grid extent along x (forward), metres.", range=(-1000.0, 1000.0)),
+    ParamSpec("grid.x_max", 40.0, "Grid extent along x (forward), metres.", range=(-1000.0, 1000.0)),
+    ParamSpec("grid.y_min", -20.0, "Grid extent along y (left), metres.", range=(-1000.0, 1000.0)),
+    ParamSpec("grid.y_max", 20.0, "Grid extent along y (left), metres.", range=(-1000.0, 1000.0)),
+    ParamSpec("grid.max_range", 40.0, "Cells farther than this from the camera stay unknown, metres.",
+              range=(0.1, 1000.0)),
+    ParamSpec("grid.transient_local", False,
+              "Publish the grid with transient-local durability (late subscribers get the last grid)."),
+    ParamSpec("free_classes", list(DEFAULT_FREE_CLASSES),
+              "Category names whose ground cells are free (occupancy 0)."),
+    ParamSpec("obstacle_classes", list(DEFAULT_OBSTACLE_CLASSES),
+              "Stuff category names that occupy the cells where they meet the ground (things always do)."),
+    ParamSpec("input_qos", "sensor_data",
+              "QoS of the image subscriptions: sensor_data (best effort, depth 1) or reliable (depth 1).",
+              choices=INPUT_QOS),
+    ParamSpec("image_transport", "raw",
+              "raw: subscribe sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage on "
+              "'image/compressed' (image_transport naming).", choices=IMAGE_TRANSPORTS),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.05, 60.0)),
+)
+
+SPEC_BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The validated parameter values the node runs with."""
+
+    model_path: str
+    backend: str
+    threads: int
+    input_size: tuple[int, int] | None
+    score_threshold: float
+    overlap_policy: str
+    unknown: bool
+    stuff_area_threshold: int | None
+    camera_frame: str
+    output_frame: str
+    camera_pose: Pose
+    grid: GridSpec
+    max_range: float
+    grid_transient_local: bool
+    free_classes: tuple[str, ...]
+    obstacle_classes: tuple[str, ...]
+    input_qos: str
+    image_transport: str
+    diagnostics_period: float
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "NodeConfig":
+        """Validate ``values`` (parameter name -> value; missing names take their defaults).
+
+        Raises ValueError naming the parameter, the value and what is allowed.
+        """
+        unknown = set(values) - set(SPEC_BY_NAME)
+        if unknown:
+            raise ValueError(f"unknown parameters {sorted(unknown)}; known: {sorted(SPEC_BY_NAME)}")
+        v = {p.name: values.get(p.name, p.default) for p in PARAMETERS}
+        for spec in PARAMETERS:
+            _check(spec, v[spec.name])
+        size = [int(s) for s in v["input_size"]]
+        if len(size) != 2 or (any(size) and not all(s > 0 and s % 32 == 0 for s in size)):
+            raise ValueError(f"parameter input_size={size}: need [0, 0] or [height, width], positive multiples of 32")
+        grid = GridSpec(float(v["grid.resolution"]), float(v["grid.x_min"]), float(v["grid.x_max"]),
+                        float(v["grid.y_min"]), float(v["grid.y_max"]), str(v["output_frame"]))
+        pose = Pose(*(float(v[f"camera.{k}"]) for k in ("x", "y", "z", "roll", "pitch", "yaw")))
+        if not str(v["output_frame"]):
+            raise ValueError("parameter output_frame must not be empty")
+        return cls(
+            model_path=str(v["model_path"]), backend=str(v["backend"]), threads=int(v["threads"]),
+            input_size=tuple(size) if any(size) else None, score_threshold=float(v["score_threshold"]),
+            overlap_policy=str(v["overlap_policy"]), unknown=bool(v["unknown"]),
+            stuff_area_threshold=None if int(v["stuff_area_threshold"]) < 0 else int(v["stuff_area_threshold"]),
+            camera_frame=str(v["camera_frame"]), output_frame=str(v["output_frame"]), camera_pose=pose,
+            grid=grid, max_range=float(v["grid.max_range"]), grid_transient_local=bool(v["grid.transient_local"]),
+            free_classes=tuple(v["free_classes"]), obstacle_classes=tuple(v["obstacle_classes"]),
+            input_qos=str(v["input_qos"]), image_transport=str(v["image_transport"]),
+            diagnostics_period=float(v["diagnostics_period"]))
+
+
+def _check(spec: ParamSpec, value: Any) -> None:
+    default = spec.default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    else:  # lists
+        ok = isinstance(value, (list, tuple)) and all(isinstance(x, type(default[0])) for x in value)
+    if not ok:
+        raise ValueError(f"parameter {spec.name}={value!r} has the wrong type; expected like {default!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ValueError(f"parameter {spec.name}={value!r}: choose one of {', '.join(spec.choices)}")
+    if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        raise ValueError(f"parameter {spec.name}={value!r} is outside [{spec.range[0]}, {spec.range[1]}]")
+
+
+def help_text() -> str:
+    """The parameter list for ``panoptic_node --help``."""
+    lines = ["parameters (set with --ros-args -p name:=value or --params-file config/panoptic.yaml):"]
+    for p in PARAMETERS:
+        extra = f" {{{', '.join(p.choices)}}}" if p.choices else (f" [{p.range[0]}, {p.range[1]}]" if p.range else "")
+        lines.append(f"  {p.name} (default {p.default!r}){extra}\n      {p.description}")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Generate panoptic_ros' messages (msg/*.msg) with rosidl into a plain Python venv holding the ROS 2 PyPI
+# wheels, so `from panoptic_ros.msg import PanopticSegmentation` works there with nothing sourced.
+#
+# usage: bash tools/build_msgs.sh VENV        (the Makefile runs it before `pip install .`)
+#
+# The Python package itself is installed by pip (PANOPTIC_ROS_INSTALL_PYTHON=OFF); in a ROS workspace
+# `colcon build` does everything instead. See docs and /work/shared notes on ROS 2 from PyPI.
+set -euo pipefail
+
+VENV=${1:?usage: build_msgs.sh VENV}
+VENV=$(cd "$VENV" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${PANOPTIC_ROS_MSG_BUILD:-$ROOT/build/msgs}
+PY=$VENV/bin/python
+
+test -x "$PY" || { echo "build_msgs.sh: $PY not found: create the venv first" >&2; exit 1; }
+command -v cmake >/dev/null || { echo "build_msgs.sh: cmake not found (pip install cmake, or apt install cmake)" >&2; exit 1; }
+
+# The wheels' exported CMake files name the interpreter the wheels were built with
+# (/opt/python/cp311-cp311); point them at this venv's Python headers and numpy. Idempotent.
+PY_INCLUDE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+NUMPY_INCLUDE=$("$PY" -c 'import numpy; print(numpy.get_include())')
+WHEEL_PY_INCLUDE=/opt/python/cp311-cp311/include/python3.11
+WHEEL_NUMPY_INCLUDE=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
+mapfile -t STALE < <(grep -rlF --include='*.cmake' -e "$WHEEL_PY_INCLUDE" -e "$WHEEL_NUMPY_INCLUDE" "$VENV/share" || true)
+if ((${#STALE[@]})); then
+  sed -i -e "s#$WHEEL_NUMPY_INCLUDE#$NUMPY_INCLUDE#g" -e "s#$WHEEL_PY_INCLUDE#$PY_INCLUDE#g" "${STALE[@]}"
+  echo "build_msgs.sh: pointed ${#STALE[@]} CMake files of the ROS wheels at $PY_INCLUDE and $NUMPY_INCLUDE"
+fi
+
+mkdir -p "$(dirname "$BUILD")"
+cmake -S "$ROOT" -B "$BUILD" \
+  -DCMAKE_PREFIX_PATH="$VENV" \
+  -DCMAKE_INSTALL_PREFIX="$VENV" \
+  -DPython3_EXECUTABLE="$PY" \
+  -DPython3_FIND_VIRTUALENV=ONLY \
+  -DPANOPTIC_ROS_INSTALL_PYTHON=OFF \
+  -DBUILD_TESTING=OFF \
+  -DCMAKE_BUILD_TYPE=Release >"$BUILD.configure.log" 2>&1 \
+  || { mkdir -p "$BUILD"; cat "$BUILD.configure.log" >&2; echo "build_msgs.sh: CMake configure failed" >&2; exit 1; }
+cmake --build "$BUILD" -j"${PANOPTIC_ROS_JOBS:-2}" >"$BUILD.build.log" 2>&1 \
+  || { tail -n 60 "$BUILD.build.log" >&2; echo "build_msgs.sh: build failed (full log: $BUILD.build.log)" >&2; exit 1; }
+cmake --install "$BUILD" >"$BUILD.install.log" 2>&1 \
+  || { cat "$BUILD.install.log" >&2; exit 1; }
+
+# rosidl also installs egg-info metadata for "panoptic_ros"; in a venv pip owns that name (and would, on
+# `pip install .`, uninstall an egg-info distribution by deleting the whole panoptic_ros folder, messages
+# included).
+rm -rf "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/panoptic_ros-*.egg-info
+
+# Fail here, not in the first test, when the generated package cannot be imported.
+(cd / && "$PY" -c 'from panoptic_ros.msg import PanopticSegmentation, PanopticSegment, PanopticCategory') \
+  || { echo "build_msgs.sh: messages were built but do not import from $VENV" >&2; exit 1; }
+echo "build_msgs.sh: panoptic_ros messages installed into $VENV"

@@ -19,6 +19,8 @@ from .head import PanopticHead, scale_stuff_area_threshold, segments_from_output
 from .panoptic import PanopticResult, semantic_from_ids
 from .taxonomy import Taxonomy
 
+PAPER_SCORE_THRESHOLD = 0.4  # Weber et al. 2020
+
 
 class Predictor:
     """Runs network + panoptic head on images.
@@ -28,15 +30,17 @@ class Predictor:
         metadata: the checkpoint metadata (taxonomy, input size, normalisation).
         backend: a runtime backend name (``auto``, ``cpu``, ``cuda``, ``onnxruntime``, ``tensorrt``) or a
             backend object from :mod:`panoptic_ros.runtime`.
-        score_threshold: detections below it are dropped before the head (0.4 in the paper).
+        score_threshold: detections below it are dropped before the head; ``None`` = the checkpoint's
+            ``metadata['inference']['score_threshold']`` (chosen on validation data), else the paper's 0.4.
         policy: same-class overlap policy of the head.
         unknown: predict *unknown* (void) for thing pixels no detection explains.
         stuff_area_threshold: stuff segments smaller than this (pixels at the network input size) become void;
-            ``None`` scales the paper's 4096 px at COCO scale to the network input area.
+            ``None`` = the checkpoint's ``metadata['inference']`` value, else the paper's 4096 px at COCO scale
+            scaled to the network input area.
         max_detections: K, the static number of detection slots.
     """
 
-    def __init__(self, model: torch.nn.Module, metadata: dict, backend="cpu", score_threshold: float = 0.4,
+    def __init__(self, model: torch.nn.Module, metadata: dict, backend="cpu", score_threshold: float | None = None,
                  policy: str = "closest_center", unknown: bool = True, stuff_area_threshold: int | None = None,
                  max_detections: int = 100, threads: int | None = None):
         from .runtime import create_backend
@@ -48,10 +52,15 @@ class Predictor:
         self.mean = np.asarray(norm.get("mean", (0.485, 0.456, 0.406)), dtype=np.float32) * 255.0
         self.std = np.asarray(norm.get("std", (0.229, 0.224, 0.225)), dtype=np.float32) * 255.0
         self.model = model.eval()
+        tuned = metadata.get("inference", {})
+        if score_threshold is None:
+            score_threshold = tuned.get("score_threshold", PAPER_SCORE_THRESHOLD)
+        if stuff_area_threshold is None:
+            stuff_area_threshold = tuned.get("stuff_area_threshold", scale_stuff_area_threshold(*self.input_size))
         self.score_threshold = float(score_threshold)
+        self.stuff_area_threshold = int(stuff_area_threshold)
         self.max_detections = int(max_detections)
-        h, w = self.input_size
-        area = scale_stuff_area_threshold(h, w) if stuff_area_threshold is None else int(stuff_area_threshold)
+        area = self.stuff_area_threshold
         self.head = PanopticHead.from_taxonomy(self.taxonomy, policy=policy, unknown=unknown,
                                                stuff_area_threshold=area).eval()
         self.backend = backend if not isinstance(backend, str) else create_backend(

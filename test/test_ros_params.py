@@ -24,7 +24,7 @@ def test_values_override_defaults():
 
 @pytest.mark.parametrize("values,needle", [
     ({"backend": "gpu"}, "backend='gpu': choose one of auto"),
-    ({"score_threshold": 1.5}, r"score_threshold=1.5 is outside \[0.0, 1.0\]"),
+    ({"score_threshold": 1.5}, r"score_threshold=1.5 is outside \[-1.0, 1.0\]"),
     ({"input_size": [100, 200]}, "multiples of 32"),
     ({"input_size": [256]}, "input_size"),
     ({"grid.x_max": -5.0}, "empty or inverted grid"),

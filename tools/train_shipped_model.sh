@@ -22,4 +22,6 @@ generate test 2 300
 OMP_NUM_THREADS=2 "$PY" -m panoptic_ros.model.train --config config/train_synthetic.yaml \
   --data "$DATA/train" --val-data "$DATA/val" --out "$RUN" --device cpu ${STEPS:+--steps "$STEPS"}
 cp "$RUN/best.pt" "$MODEL"
-"$PY" -m panoptic_ros.evaluation.cli model "$MODEL" "$DATA/test" --out models/heldout_eval
+# Inference settings (score threshold, stuff area) chosen on the validation split, stored in the checkpoint.
+"$PY" tools/sweep_inference.py "$MODEL" "$DATA/val" --write
+"$PY" -m panoptic_ros.evaluation.cli model "$MODEL" "$DATA/test" --backend cpu --out models/heldout_eval

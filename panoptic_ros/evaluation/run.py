@@ -64,7 +64,8 @@ def _predictor(args):
     from ..predictor import Predictor
 
     return Predictor.from_checkpoint(args.model, backend=args.backend, score_threshold=args.score_threshold,
-                                     policy=args.policy, unknown=args.unknown)
+                                     stuff_area_threshold=args.stuff_area_threshold, policy=args.policy,
+                                     unknown=args.unknown)
 
 
 def run_model(args) -> int:
@@ -84,7 +85,7 @@ def run_model(args) -> int:
     n = len(reader) if args.frames is None else min(args.frames, len(reader))
     samples = (reader[i] for i in range(n))
     evaluate_predictor(predictor, samples, args.out, f"{Path(args.model).name} on {args.data}", args.worst,
-                       total=n, extra={"data": str(args.data), "frames": n, **_settings(args)})
+                       total=n, extra={"data": str(args.data), "frames": n, **_settings(predictor, args)})
     return 0
 
 
@@ -102,17 +103,22 @@ def run_bag(args) -> int:
 
     frames = samples() if args.frames is None else itertools.islice(samples(), args.frames)
     evaluate_predictor(predictor, frames, args.out, f"{Path(args.model).name} on bag {args.bag}", args.worst,
-                       extra={"bag": str(args.bag), **_settings(args)})
+                       extra={"bag": str(args.bag), **_settings(predictor, args)})
     return 0
 
 
-def _settings(args) -> dict:
-    return {"score_threshold": args.score_threshold, "policy": args.policy, "unknown": args.unknown}
+def _settings(predictor, args) -> dict:
+    return {"score_threshold": predictor.score_threshold, "stuff_area_threshold": predictor.stuff_area_threshold,
+            "policy": args.policy, "unknown": args.unknown}
 
 
 def add_predictor_args(parser) -> None:
     parser.add_argument("--backend", default="auto", help="auto | cpu | cuda | onnxruntime | tensorrt")
-    parser.add_argument("--score-threshold", type=float, default=0.4, help="detection score threshold")
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="detection score threshold (default: the model's, else the paper's 0.4)")
+    parser.add_argument("--stuff-area-threshold", type=int, default=None,
+                        help="stuff segments below this many px (network input scale) become void "
+                             "(default: the model's, else the paper's 4096 px scaled)")
     parser.add_argument("--policy", default="closest_center",
                         choices=("closest_center", "highest_confidence", "smallest_first"))
     parser.add_argument("--unknown", action=__import__("argparse").BooleanOptionalAction, default=True,

@@ -35,14 +35,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("threads", 0, "CPU threads for inference; 0 = the library default.", range=(0, 256)),
     ParamSpec("input_size", [0, 0], "Network input [height, width] in pixels; [0, 0] = the checkpoint's size.",
               constraints="two integers, both 0 or both positive multiples of 32"),
-    ParamSpec("score_threshold", 0.4, "Detections below this score are dropped before the panoptic head.",
-              range=(0.0, 1.0)),
+    ParamSpec("score_threshold", -1.0, "Detections below this score are dropped before the panoptic head; "
+              "-1 = the model's value chosen on validation data (the paper's 0.4 if it has none).",
+              range=(-1.0, 1.0)),
     ParamSpec("overlap_policy", "closest_center",
               "How the head splits pixels claimed by two boxes of one class.", choices=OVERLAP_POLICIES),
     ParamSpec("unknown", True, "Label thing-class pixels that no detection explains as unknown (void)."),
     ParamSpec("stuff_area_threshold", -1,
               "Stuff segments smaller than this many pixels (network input scale) become void; "
-              "-1 = the paper's 4096 px scaled to the input size.", range=(-1, 1 << 24)),
+              "-1 = the model's value chosen on validation data, else the paper's 4096 px scaled to the input "
+              "size.", range=(-1, 1 << 24)),
     ParamSpec("camera_frame", "", "frame_id of the image outputs; empty = the input image's frame_id."),
     ParamSpec("output_frame", "base_link", "frame_id of the occupancy grid and the footprint markers."),
     ParamSpec("camera.x", 1.5, "Camera body position in output_frame, metres (forward).", range=(-100.0, 100.0)),
@@ -85,7 +87,7 @@ class NodeConfig:
     backend: str
     threads: int
     input_size: tuple[int, int] | None
-    score_threshold: float
+    score_threshold: float | None
     overlap_policy: str
     unknown: bool
     stuff_area_threshold: int | None
@@ -123,7 +125,7 @@ class NodeConfig:
             raise ValueError("parameter output_frame must not be empty")
         return cls(
             model_path=str(v["model_path"]), backend=str(v["backend"]), threads=int(v["threads"]),
-            input_size=tuple(size) if any(size) else None, score_threshold=float(v["score_threshold"]),
+            input_size=tuple(size) if any(size) else None, score_threshold=None if float(v["score_threshold"]) < 0 else float(v["score_threshold"]),
             overlap_policy=str(v["overlap_policy"]), unknown=bool(v["unknown"]),
             stuff_area_threshold=None if int(v["stuff_area_threshold"]) < 0 else int(v["stuff_area_threshold"]),
             camera_frame=str(v["camera_frame"]), output_frame=str(v["output_frame"]), camera_pose=pose,

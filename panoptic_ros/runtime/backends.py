@@ -1,12 +1,31 @@
-"""Backends run ``PanopticNet.forward`` on a (B, 3, H, W) normalised batch and return its output dict."""
+"""Backends run ``PanopticNet.forward`` on a (B, 3, H, W) normalised batch and return its output dict.
+
+- ``tensorrt``: Torch-TensorRT (dynamo) compile of the strict ``torch.export`` program at the static input
+  shape; FP16 (default), FP32 or INT8 (ModelOpt post-training calibration); cached on disk.
+- ``cuda``: eager PyTorch, channels-last, FP16 autocast.
+- ``onnxruntime``: the exported ONNX model (cached on disk) on the TensorRT / CUDA execution providers when
+  this onnxruntime has them, else the CPU one.
+- ``cpu``: eager PyTorch FP32.
+- ``auto``: the first of :data:`AUTO_ORDER` that works here; ``describe()['skipped']`` says why the others
+  did not (also logged).
+
+Compiled artefacts live in :class:`~panoptic_ros.runtime.cache.ArtifactCache` (``cache_dir`` argument,
+``$PANOPTIC_ROS_CACHE`` or ``~/.cache/panoptic_ros``); a stale or corrupt entry is rebuilt with a log message.
+"""
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
+from .cache import ArtifactCache, CacheOutcome, model_hash
+
 log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp16", "fp32", "int8")
 
 
 class BackendUnavailable(RuntimeError):
@@ -14,8 +33,13 @@ class BackendUnavailable(RuntimeError):
 
 
 class Backend:
+    """Interface: ``run(images) -> dict`` of float tensors on ``device``; ``describe()`` for logs/diagnostics."""
+
     name = "base"
     device = torch.device("cpu")
+    input_size: tuple[int, int] = (0, 0)
+    skipped: dict[str, str] = {}  # auto only: backend name -> why it was not chosen
+    cache_outcome: CacheOutcome | None = None
 
     def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -23,8 +47,21 @@ class Backend:
     def warmup(self, batch: int = 1) -> None:
         self.run(torch.zeros((batch, 3, *self.input_size), device=self.device))
 
+    def compile_head(self, head: torch.nn.Module, example_inputs: tuple) -> Callable:
+        """The panoptic head as this backend runs it best; eager here (only TensorRT compiles it)."""
+        return head
+
     def describe(self) -> dict:
-        return {"backend": self.name, "device": str(self.device), "input_size": list(self.input_size)}
+        info = {"backend": self.name, "device": str(self.device), "input_size": list(self.input_size),
+                "skipped": dict(self.skipped)}
+        if self.cache_outcome is not None:
+            info["cache"] = self.cache_outcome.as_dict()
+        return info
+
+    def _check_input(self, images: torch.Tensor) -> None:
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, *self.input_size):
+            raise ValueError(f"backend {self.name} was built for (B, 3, {self.input_size[0]}, {self.input_size[1]}) "
+                             f"images, got {tuple(images.shape)}")
 
 
 class EagerBackend(Backend):
@@ -51,6 +88,244 @@ class EagerBackend(Backend):
             return {k: v.float() for k, v in out.items()}
         return self.model(images)
 
+    def describe(self) -> dict:
+        info = super().describe()
+        if self.device.type == "cpu":
+            info["threads"] = torch.get_num_threads()
+        else:
+            info.update(gpu=torch.cuda.get_device_name(self.device), precision="fp16 autocast")
+        return info
+
+
+def _cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The model on the CPU for exporting, without moving the caller's model."""
+    if next(model.parameters()).device.type == "cpu":
+        return model.eval()
+    return copy.deepcopy(model).cpu().eval()
+
+
+class OnnxRuntimeBackend(Backend):
+    """The network exported to ONNX (cached) in an onnxruntime session.
+
+    Args:
+        model: the ``PanopticNet`` to export (its weights key the cache entry).
+        input_size: (H, W) static network input size.
+        threads: intra-op threads of the session (None: onnxruntime's default, one per physical core).
+        cache_dir: cache root (see :mod:`panoptic_ros.runtime.cache`).
+        providers: execution providers in preference order; default: TensorRT, CUDA (when this
+            onnxruntime build has them), then CPU.
+        opset: ONNX opset of the export.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model: torch.nn.Module, input_size, threads: int | None = None, cache_dir=None,
+                 providers: Iterable[str] | None = None, opset: int | None = None, precision: str = "fp16"):
+        try:
+            import onnx
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable(f"onnxruntime / onnx are not installed ({exc})") from exc
+        from .export import DEFAULT_OPSET, OUTPUT_NAMES, export_onnx
+
+        self.input_size = tuple(int(v) for v in input_size)
+        self.threads = int(threads) if threads else 0
+        available = ort.get_available_providers()
+        wanted = list(providers) if providers else [
+            p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available] + ["CPUExecutionProvider"]
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            raise BackendUnavailable(f"onnxruntime has no {', '.join(missing)} here (available: {', '.join(available)})")
+        opset = int(opset or DEFAULT_OPSET)
+        cache = ArtifactCache(cache_dir)
+        identity = {"model": model_hash(model), "input_shape": [1, 3, *self.input_size], "opset": opset}
+        environment = {"torch": torch.__version__, "onnx": onnx.__version__}
+        cpu_model = _cpu_copy(model)
+        self.output_names = OUTPUT_NAMES
+
+        def build(path):
+            try:
+                export_onnx(cpu_model, self.input_size, path, opset=opset)
+            except Exception as exc:  # an export failure makes this backend unusable, not the program
+                raise BackendUnavailable(f"exporting the network to ONNX failed: {type(exc).__name__}: {exc}") from exc
+
+        def load(path):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            # Idle ORT threads otherwise spin after each run and steal the cores the head runs on next.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            provider_list = []
+            for p in wanted:
+                if p == "TensorrtExecutionProvider":  # ORT keeps its own engine cache next to our entry
+                    provider_list.append((p, {"trt_fp16_enable": precision == "fp16",
+                                              "trt_engine_cache_enable": True,
+                                              "trt_engine_cache_path": str(path.parent / "ort_trt")}))
+                else:
+                    provider_list.append(p)
+            session = ort.InferenceSession(str(path), options, providers=provider_list)
+            names = tuple(o.name for o in session.get_outputs())
+            if names != OUTPUT_NAMES:
+                raise ValueError(f"ONNX model outputs {names}, expected {OUTPUT_NAMES}")
+            return session
+
+        self.session, self.cache_outcome = cache.fetch_or_build(
+            "onnx", identity, environment, "network.onnx", build, load,
+            what=f"ONNX model of the network at {self.input_size[0]}x{self.input_size[1]}")
+        self.input_name = self.session.get_inputs()[0].name
+        self.providers = self.session.get_providers()
+
+    def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Images run one at a time through the batch-1 program (static shape) and are stacked."""
+        self._check_input(images)
+        batch = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        per_image = [self.session.run(None, {self.input_name: batch[i:i + 1]}) for i in range(batch.shape[0])]
+        return {name: torch.from_numpy(per_image[0][j]) if len(per_image) == 1
+                else torch.cat([torch.from_numpy(o[j]) for o in per_image]) for j, name in enumerate(self.output_names)}
+
+    def describe(self) -> dict:
+        return dict(super().describe(), providers=list(self.providers), threads=self.threads or "default")
+
+
+def _import_torch_tensorrt():
+    """torch_tensorrt, or BackendUnavailable naming every reason it cannot run here."""
+    problems = []
+    module = None
+    try:
+        import torch_tensorrt as module  # noqa: F811 - lazily: absent on CPU machines, heavy to import
+    except Exception as exc:  # ImportError, or OSError/RuntimeError from a missing libnvinfer
+        problems.append(f"torch_tensorrt cannot be imported ({type(exc).__name__}: {exc})")
+    if not torch.cuda.is_available():
+        problems.append("CUDA is not available (torch.cuda.is_available() is False)")
+    if problems:
+        raise BackendUnavailable("; ".join(problems))
+    return module
+
+
+def _tensorrt_version() -> str:
+    try:
+        import tensorrt
+
+        return str(tensorrt.__version__)
+    except Exception:  # noqa: BLE001 - only used in the cache key
+        return "unknown"
+
+
+class TensorRTBackend(Backend):
+    """Torch-TensorRT (dynamo) compile of the network's strict ``torch.export`` program at a static shape.
+
+    The compiled program is saved in the cache keyed by model hash, input shape, precision, the torch /
+    torch_tensorrt / TensorRT versions and the GPU name; another setup or a corrupt file rebuilds it.
+
+    Args:
+        model: the ``PanopticNet``.
+        input_size: (H, W).
+        precision: ``fp16`` (default), ``fp32`` or ``int8`` (needs ``nvidia-modelopt`` and ``calibration``).
+        cache_dir: cache root.
+        calibration: INT8 only: an iterable of normalised (B, 3, H, W) batches for post-training calibration.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, model: torch.nn.Module, input_size, precision: str = "fp16", cache_dir=None,
+                 calibration: Iterable[torch.Tensor] | None = None, **_):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.trt = _import_torch_tensorrt()
+        if precision == "int8" and calibration is None:
+            raise ValueError("INT8 needs calibration batches (calibration=[normalised (B, 3, H, W) tensors])")
+        self.device = torch.device("cuda")
+        self.precision = precision
+        self.input_size = tuple(int(v) for v in input_size)
+        self.cache = ArtifactCache(cache_dir)
+        gpu = torch.cuda.get_device_name(self.device)
+        self.environment = {"torch": torch.__version__, "torch_tensorrt": str(self.trt.__version__),
+                            "tensorrt": _tensorrt_version(), "gpu": gpu}
+        identity = {"model": model_hash(model), "input_shape": [1, 3, *self.input_size], "precision": precision}
+        self.input_dtype = torch.float16 if precision == "fp16" else torch.float32
+
+        def build(path):
+            self._compile_and_save(model, path, calibration)
+
+        self.program, self.cache_outcome = self.cache.fetch_or_build(
+            "tensorrt", identity, self.environment, "network.ep", build,
+            lambda path: torch.export.load(str(path)).module(),
+            what=f"TensorRT {precision} program of the network at {self.input_size[0]}x{self.input_size[1]} on {gpu} "
+                 "(takes minutes)")
+
+    def _compile_settings(self) -> dict:
+        params = inspect.signature(self.trt.dynamo.compile).parameters
+        if self.precision == "int8":
+            return {"enabled_precisions": {torch.int8}} if "enabled_precisions" in params else {}
+        if "use_explicit_typing" in params:  # TensorRT >= 10.12 is strongly typed: precision lives in the graph
+            return {"use_explicit_typing": True}
+        return {"enabled_precisions": {self.input_dtype}}
+
+    def _compile_and_save(self, model: torch.nn.Module, path, calibration) -> None:
+        from .export import export_network
+
+        net = copy.deepcopy(model).eval().to(self.device)
+        if self.precision == "fp16":
+            net = net.half()
+        example = torch.zeros(1, 3, *self.input_size, device=self.device, dtype=self.input_dtype)
+        if self.precision == "int8":
+            try:
+                import modelopt.torch.quantization as mtq
+                from modelopt.torch.quantization.utils import export_torch_mode
+            except ImportError as exc:
+                raise BackendUnavailable(f"INT8 calibration needs nvidia-modelopt ({exc})") from exc
+
+            def calibrate(m):
+                with torch.no_grad():
+                    for batch in calibration:
+                        m(batch.to(self.device, torch.float32))
+
+            mtq.quantize(net, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
+            with export_torch_mode():
+                program = torch.export.export(net, (example,), strict=False)
+        else:
+            program = export_network(net, self.input_size) if self.precision == "fp32" else \
+                torch.export.export(net, (example,), strict=True)
+        compiled = self.trt.dynamo.compile(program, arg_inputs=[example], **self._compile_settings())
+        self._save(compiled, path, [example])
+
+    def _save(self, compiled, path, inputs: list) -> None:
+        """torch_tensorrt.save as an ExportedProgram (``arg_inputs`` since 2.5, ``inputs`` before)."""
+        name = "arg_inputs" if "arg_inputs" in inspect.signature(self.trt.save).parameters else "inputs"
+        self.trt.save(compiled, str(path), **{name: inputs})
+
+    @torch.inference_mode()
+    def run(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check_input(images)
+        images = images.to(self.device, self.input_dtype)
+        outs = [self.program(images[i:i + 1]) for i in range(images.shape[0])]  # batch-1 engine
+        return {k: torch.cat([o[k] for o in outs]).float() for k in outs[0]}
+
+    def compile_head(self, head: torch.nn.Module, example_inputs: tuple) -> Callable:
+        """The head compiled with TensorRT where its ops convert (unsupported ones stay in PyTorch); eager if
+        compiling fails (the closest-centre pair list has a data-dependent length)."""
+        from .export import export_head
+
+        inputs = tuple(t.to(self.device) for t in example_inputs)
+        identity = {"head": repr(head), "shapes": [list(t.shape) for t in inputs]}
+
+        def build(path):
+            program = export_head(head.to(self.device), inputs)
+            compiled = self.trt.dynamo.compile(program, arg_inputs=list(inputs), require_full_compilation=False)
+            self._save(compiled, path, list(inputs))
+
+        try:
+            compiled, _ = self.cache.fetch_or_build("tensorrt_head", identity, self.environment, "head.ep", build,
+                                                    lambda path: torch.export.load(str(path)).module(),
+                                                    what="TensorRT program of the panoptic head")
+            return compiled
+        except Exception as exc:  # noqa: BLE001 - the eager head is always correct, only slower
+            log.warning("the panoptic head stays eager on %s: TensorRT could not compile it (%s: %s)",
+                        self.name, type(exc).__name__, exc)
+            return head.to(self.device)
+
+    def describe(self) -> dict:
+        return dict(super().describe(), precision=self.precision, **self.environment)
+
 
 def _eager(device: str) -> Callable[..., Backend]:
     def make(model, input_size, threads=None, **_):
@@ -58,28 +333,47 @@ def _eager(device: str) -> Callable[..., Backend]:
     return make
 
 
-FACTORIES: dict[str, Callable[..., Backend]] = {"cpu": _eager("cpu"), "cuda": _eager("cuda")}
+def _onnxruntime(model, input_size, threads=None, cache_dir=None, providers=None, opset=None, precision="fp16", **_):
+    return OnnxRuntimeBackend(model, input_size, threads=threads, cache_dir=cache_dir, providers=providers,
+                              opset=opset, precision=precision)
+
+
+def _tensorrt(model, input_size, precision="fp16", cache_dir=None, calibration=None, **_):
+    return TensorRTBackend(model, input_size, precision=precision, cache_dir=cache_dir, calibration=calibration)
+
+
+FACTORIES: dict[str, Callable[..., Backend]] = {"tensorrt": _tensorrt, "cuda": _eager("cuda"),
+                                                "onnxruntime": _onnxruntime, "cpu": _eager("cpu")}
 AUTO_ORDER = ("tensorrt", "cuda", "onnxruntime", "cpu")
 
 
 def create_backend(name: str, model: torch.nn.Module, input_size, metadata: dict | None = None,
-                   threads: int | None = None) -> Backend:
-    """The backend ``name``; ``auto`` tries AUTO_ORDER and logs why each skipped one was skipped."""
+                   threads: int | None = None, **options) -> Backend:
+    """The backend ``name``; ``auto`` tries :data:`AUTO_ORDER` and logs why each skipped one was skipped.
+
+    ``options`` go to the backend factories: ``cache_dir``, ``precision`` (tensorrt: fp16 / fp32 / int8),
+    ``calibration`` (int8 batches), ``providers`` and ``opset`` (onnxruntime). ``metadata`` is the checkpoint
+    metadata (kept for backends that need it; none does yet).
+    """
     if name != "auto":
         if name not in FACTORIES:
             raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(AUTO_ORDER)}")
-        return FACTORIES[name](model, input_size, metadata=metadata, threads=threads)
-    reasons = []
+        backend = FACTORIES[name](model, input_size, metadata=metadata, threads=threads, **options)
+        backend.skipped = {}
+        return backend
+    reasons: dict[str, str] = {}
     for candidate in AUTO_ORDER:
         if candidate not in FACTORIES:
-            reasons.append(f"{candidate}: not built into this install")
+            reasons[candidate] = "not built into this install"
             continue
         try:
-            backend = FACTORIES[candidate](model, input_size, metadata=metadata, threads=threads)
+            backend = FACTORIES[candidate](model, input_size, metadata=metadata, threads=threads, **options)
         except BackendUnavailable as exc:
-            reasons.append(f"{candidate}: {exc}")
+            reasons[candidate] = str(exc)
             continue
-        log.info("backend auto -> %s (skipped: %s)", candidate, "; ".join(reasons) or "none")
-        backend.auto_reasons = reasons
+        skipped = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or "none"
+        log.info("backend auto -> %s (skipped: %s)", candidate, skipped)
+        backend.skipped = reasons
+        backend.auto_reasons = [f"{k}: {v}" for k, v in reasons.items()]
         return backend
-    raise BackendUnavailable("no backend works here: " + "; ".join(reasons))
+    raise BackendUnavailable("no backend works here: " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))

@@ -1,0 +1,217 @@
+"""panoptic-bench: per-stage latency of the whole per-frame pipeline, per backend, side by side.
+
+Stages of one frame (as the node runs them): ``decode`` (sensor_msgs/Image fields -> numpy), ``preprocess``
+(resize + normalise), ``network`` (backend forward, synchronised on CUDA), ``head`` (box decoding + NMS +
+panoptic head + ids at the image size + segment table), ``grid`` (bird's-eye projection, lookup built once
+per camera in the warm-up), ``encode`` (the output messages: ROS messages when ``panoptic_ros.ros.messages``
+imports, else the same images as sensor_msgs/Image fields plus the occupancy bytes).
+
+Frames: ``SyntheticWorld(WorldConfig(width=W, height=H), seed=2).frame(i)``, rendered before timing, with
+the camera of frame 0 for the grid (a vehicle's camera does not move). Reports medians over ``--frames``
+after ``--warmup`` frames, the end-to-end median (each frame timed as a whole) and end-to-end / network.
+Figures are for the device each backend ran on (recorded from torch); nothing is extrapolated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .backends import AUTO_ORDER, Backend, BackendUnavailable, create_backend
+
+STAGES = ("decode", "preprocess", "network", "head", "grid", "encode")
+
+
+class _Synchronised(Backend):
+    """Wraps a backend so its ``run`` returns only when the device is done (honest network timings)."""
+
+    def __init__(self, inner: Backend):
+        self.inner, self.name, self.device, self.input_size = inner, inner.name, inner.device, inner.input_size
+
+    def run(self, images):
+        out = self.inner.run(images)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return out
+
+
+def _encoder(taxonomy):
+    """(how, encode(result, rgb, bev, stamp_ns)): ROS messages when importable, else Image fields + bytes."""
+    try:
+        from builtin_interfaces.msg import Time
+
+        from ..ros import messages
+    except Exception as exc:  # noqa: BLE001 - no ROS message packages here: encode without them
+        from ..imaging import image_to_fields
+        from ..panoptic import colorize
+
+        def encode_fields(result, rgb, bev, stamp_ns):
+            out = [image_to_fields(result.panoptic, "32SC1"), image_to_fields(result.semantic, "mono8"),
+                   image_to_fields(colorize(result.panoptic, taxonomy, rgb, alpha=0.5), "rgb8")]
+            if bev is not None:
+                out.append(bev.occupancy_data().astype("int8").tobytes())
+            return out
+
+        return f"imaging.image_to_fields (panoptic_ros.ros.messages not importable: {exc})", encode_fields
+
+    def encode_ros(result, rgb, bev, stamp_ns):
+        stamp = Time(sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9))
+        hdr = messages.header(stamp, "camera_optical_frame")
+        ids_image = messages.panoptic_ids_image(result.panoptic, hdr)
+        out = [messages.panoptic_segmentation(result, taxonomy, hdr, ids_image),
+               messages.semantic_image(result.semantic, hdr),
+               messages.overlay_image(result.panoptic, taxonomy, rgb, hdr)]
+        if bev is not None:
+            out += [messages.bev_occupancy_grid(bev, stamp, "base_link"),
+                    messages.footprint_markers(bev.footprints, taxonomy, stamp, "base_link")]
+        return out
+
+    return "panoptic_ros.ros.messages (panoptic, semantic, overlay, occupancy grid, footprint markers)", encode_ros
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup: int, encode) -> dict:
+    """Per-stage and end-to-end medians (ms) of ``backend`` over ``frames`` (the first ``warmup`` untimed)."""
+    from ..bev import ProjectorCache
+    from ..imaging import fields_to_image, image_to_fields
+    from ..predictor import Predictor
+
+    predictor = Predictor(model, metadata, backend=_Synchronised(backend))
+    projector = ProjectorCache(grid, predictor.taxonomy)
+    camera = frames[0].camera
+    messages = [image_to_fields(f.image, "rgb8") for f in frames]
+    times = {s: [] for s in STAGES}
+    total = []
+    for i, (frame, fields) in enumerate(zip(frames, messages)):
+        t0 = time.perf_counter()
+        rgb = fields_to_image(**fields)
+        t1 = time.perf_counter()
+        result = predictor.predict(rgb)
+        t2 = time.perf_counter()
+        bev = projector.project(camera, result.panoptic)
+        t3 = time.perf_counter()
+        encode(result, rgb, bev, frame.stamp_ns)
+        t4 = time.perf_counter()
+        if i < warmup:
+            continue
+        ms = result.timings_ms
+        for stage, value in (("decode", 1e3 * (t1 - t0)), ("preprocess", ms["preprocess"]),
+                             ("network", ms["network"]), ("head", ms["head"] + ms["postprocess"]),
+                             ("grid", 1e3 * (t3 - t2)), ("encode", 1e3 * (t4 - t3))):
+            times[stage].append(value)
+        total.append(1e3 * (t4 - t0))
+    stages = {s: round(statistics.median(v), 3) for s, v in times.items()}
+    end_to_end = statistics.median(total)
+    return {"backend": backend.name, "device": _device_name(backend.device),
+            "input_size": list(predictor.input_size), "image_size": [int(v) for v in frames[0].image.shape[:2]],
+            "stages_ms": stages, "end_to_end_ms": round(end_to_end, 3),
+            "end_to_end_over_network": round(end_to_end / stages["network"], 4),
+            "frames": len(total), "describe": backend.describe()}
+
+
+def _table(results: list[dict]) -> str:
+    names = [r["backend"] for r in results]
+    width = max(12, *(len(n) + 2 for n in names))
+    lines = ["stage (median ms)".ljust(20) + "".join(n.rjust(width) for n in names)]
+    for stage in STAGES:
+        lines.append(stage.ljust(20) + "".join(f"{r['stages_ms'][stage]:{width}.2f}" for r in results))
+    lines.append("end to end".ljust(20) + "".join(f"{r['end_to_end_ms']:{width}.2f}" for r in results))
+    lines.append("end to end / network".ljust(20) + "".join(f"{r['end_to_end_over_network']:{width}.3f}"
+                                                           for r in results))
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="panoptic-bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("--model", type=Path, help="checkpoint (default: the package's default model)")
+    p.add_argument("--backends", default=",".join(AUTO_ORDER),
+                   help="comma-separated backends to compare; unavailable ones are reported and skipped "
+                        f"(default {','.join(AUTO_ORDER)})")
+    p.add_argument("--frames", type=int, default=20, help="timed frames per backend")
+    p.add_argument("--warmup", type=int, default=3, help="untimed frames first (builds lookups, warms caches)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
+                   help="camera image size (default: the network input size, so no resize)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch / onnxruntime (default: library default)")
+    p.add_argument("--cache-dir", type=Path, help="cache of compiled models (default $PANOPTIC_ROS_CACHE or "
+                                                  "~/.cache/panoptic_ros)")
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from ..data.world import SyntheticWorld, WorldConfig
+    from ..model.checkpoint import CheckpointError, load_checkpoint
+    from ..resources import default_model_path
+
+    path = args.model or default_model_path()
+    if not path.is_file():
+        print(f"panoptic-bench: no model at {path}; pass --model CHECKPOINT", file=sys.stderr)
+        return 2
+    if args.frames < 1 or args.warmup < 0:
+        print("panoptic-bench: --frames must be >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+    try:
+        model, metadata = load_checkpoint(path)
+    except CheckpointError as exc:
+        print(f"panoptic-bench: {exc}", file=sys.stderr)
+        return 2
+    names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    unknown = [n for n in names if n not in AUTO_ORDER and n != "auto"]
+    if not names or unknown:
+        print(f"panoptic-bench: unknown backends {unknown}; choose from auto, {', '.join(AUTO_ORDER)}", file=sys.stderr)
+        return 2
+    h, w = metadata["input_size"]
+    width, height = args.image_size or (w, h)
+    world = SyntheticWorld(WorldConfig(width=width, height=height), seed=2)
+    frames = [world.frame(i) for i in range(args.warmup + args.frames)]
+    encode_with, encode = _encoder(world.taxonomy)
+    load_before = os.getloadavg()
+    results, skipped = [], {}
+    for name in names:
+        try:
+            backend = create_backend(name, model, (h, w), metadata=metadata, threads=args.threads,
+                                     cache_dir=args.cache_dir)
+        except BackendUnavailable as exc:
+            skipped[name] = str(exc)
+            print(f"{name}: skipped ({exc})")
+            continue
+        print(f"{name}: running {args.warmup} + {args.frames} frames on {_device_name(backend.device)} ...", flush=True)
+        results.append(measure(backend, model, metadata, frames, world.config.grid, args.warmup, encode))
+        results[-1]["requested"] = name
+    load_after = os.getloadavg()
+    report = {"device": _device_name(torch.device("cuda")) if torch.cuda.is_available() else _device_name(torch.device("cpu")),
+              "cuda_available": torch.cuda.is_available(), "torch": torch.__version__, "model": str(path),
+              "torch_threads": torch.get_num_threads(), "load_average": {"before": load_before, "after": load_after},
+              "frames": args.frames, "warmup": args.warmup, "encode_with": encode_with, "results": results,
+              "skipped": skipped}
+    if results:
+        print(_table(results))
+    print(f"encode: {encode_with}")
+    print(f"load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} cores")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1, default=str))
+        print(f"wrote {args.out}")
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

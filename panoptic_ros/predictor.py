@@ -38,11 +38,13 @@ class Predictor:
             ``None`` = the checkpoint's ``metadata['inference']`` value, else the paper's 4096 px at COCO scale
             scaled to the network input area.
         max_detections: K, the static number of detection slots.
+        head_stride: run the panoptic head on a grid ``head_stride`` times coarser than the network input
+            (1 = full input resolution, 4 = the logits' own 1/4 grid) and upsample its ids; cheaper, blockier.
     """
 
     def __init__(self, model: torch.nn.Module, metadata: dict, backend="cpu", score_threshold: float | None = None,
                  policy: str = "closest_center", unknown: bool = True, stuff_area_threshold: int | None = None,
-                 max_detections: int = 100, threads: int | None = None):
+                 max_detections: int = 100, threads: int | None = None, head_stride: int = 1):
         from .runtime import create_backend
 
         self.metadata = metadata
@@ -60,12 +62,21 @@ class Predictor:
         self.score_threshold = float(score_threshold)
         self.stuff_area_threshold = int(stuff_area_threshold)
         self.max_detections = int(max_detections)
-        area = self.stuff_area_threshold
+        if head_stride not in (1, 2, 4):
+            raise ValueError(f"head_stride must be 1, 2 or 4, got {head_stride}")
+        self.head_stride = int(head_stride)
+        area = self.stuff_area_threshold // self.head_stride ** 2  # the threshold is in input pixels
         self.head = PanopticHead.from_taxonomy(self.taxonomy, policy=policy, unknown=unknown,
                                                stuff_area_threshold=area).eval()
         self.backend = backend if not isinstance(backend, str) else create_backend(
             backend, model, self.input_size, metadata=metadata, threads=threads)
         self.device = self.backend.device
+        # The TensorRT backend compiles the head too (cached); every other backend returns it unchanged.
+        from .runtime.export import head_example_inputs
+
+        example = head_example_inputs(self.head, self.taxonomy.num_classes, self.taxonomy.thing_train_ids,
+                                      [v // self.head_stride for v in self.input_size], self.max_detections)
+        self.head = self.backend.compile_head(self.head, example)
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -119,15 +130,17 @@ class Predictor:
         return self.predict_batch([image])[0]
 
     def fuse(self, outputs: dict) -> tuple[np.ndarray, np.ndarray]:
-        """Network outputs -> panoptic ids (B, H, W) at the network input size and detection scores (B, K)."""
+        """Network outputs -> panoptic ids (B, H/s, W/s) (s = head_stride) and detection scores (B, K)."""
         h, w = self.input_size
         if not all(bool(torch.isfinite(outputs[k]).all()) for k in ("semantic", "centers", "cls_logits")):
             raise FloatingPointError("the network produced NaN or inf; refusing to publish its output")
         det = self.model.detect(outputs, (h, w), score_threshold=self.score_threshold,
                                 max_detections=self.max_detections)
-        semantic = F.interpolate(outputs["semantic"], size=(h, w), mode="bilinear", align_corners=False)
-        centers = F.interpolate(outputs["centers"], size=(h, w), mode="bilinear", align_corners=False)
-        ids, _ = self.head(semantic, det["boxes"], det["labels"], det["scores"], det["valid"], centers)
+        s = self.head_stride
+        grid = (h // s, w // s)
+        semantic = F.interpolate(outputs["semantic"], size=grid, mode="bilinear", align_corners=False)
+        centers = F.interpolate(outputs["centers"], size=grid, mode="bilinear", align_corners=False) / s
+        ids, _ = self.head(semantic, det["boxes"] / s, det["labels"], det["scores"], det["valid"], centers)
         return ids.cpu().numpy(), det["scores"].cpu().numpy()
 
     def _finish(self, ids: np.ndarray, scores: np.ndarray, size: tuple[int, int]) -> PanopticResult:

@@ -1,0 +1,90 @@
+"""Predictor: any image size in, panoptic result at that size out; batching, settings, bad input."""
+import numpy as np
+import pytest
+import torch
+
+from panoptic_ros.model.checkpoint import build_metadata
+from panoptic_ros.model.network import PanopticNet
+from panoptic_ros.panoptic import segments_from_ids, semantic_from_ids
+from panoptic_ros.predictor import PAPER_SCORE_THRESHOLD, Predictor
+from panoptic_ros.taxonomy import Taxonomy
+
+INPUT = (64, 128)
+LOW_SCORE = 0.011  # random weights score ~0.01: keep detections so the thing path runs
+
+
+@pytest.fixture(scope="module")
+def model_and_meta():
+    torch.manual_seed(0)
+    taxonomy = Taxonomy.cityscapes()
+    model = PanopticNet.from_config({"backbone": "resnet18", "fpn_channels": 32, "head_channels": 32},
+                                    taxonomy=taxonomy).eval()
+    meta = build_metadata(model, taxonomy, INPUT, {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]})
+    return model, meta
+
+
+def images(seed, shapes):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+
+
+def test_any_size_in_same_size_out_with_consistent_tables(model_and_meta):
+    model, meta = model_and_meta
+    p = Predictor(model, meta, backend="cpu", score_threshold=LOW_SCORE, stuff_area_threshold=0)
+    things = 0
+    for image in images(1, [(64, 128), (100, 150), (480, 640), (37, 301)]):
+        r = p.predict(image)
+        assert r.panoptic.shape == image.shape[:2] and r.panoptic.dtype == np.int32
+        np.testing.assert_array_equal(r.semantic, semantic_from_ids(r.panoptic, p.taxonomy))
+        expected = segments_from_ids(r.panoptic, p.taxonomy)
+        assert [(s.id, s.area, s.bbox) for s in r.segments] == [(s.id, s.area, s.bbox) for s in expected]
+        things += sum(s.is_thing for s in r.segments)
+        assert set(r.timings_ms) == {"preprocess", "network", "head", "postprocess"}
+    assert things > 0, "no thing segment at all: the detection path was not exercised"
+
+
+def test_batch_equals_one_by_one(model_and_meta):
+    model, meta = model_and_meta
+    p = Predictor(model, meta, backend="cpu", score_threshold=LOW_SCORE)
+    batch = images(2, [(64, 128), (120, 200), (64, 128)])
+    for single, batched in zip([p.predict(i) for i in batch], p.predict_batch(batch)):
+        np.testing.assert_array_equal(single.panoptic, batched.panoptic)
+        # Batched convolutions round differently in the last float32 bits: scores equal to 1e-6.
+        assert [(s.id, s.area, s.bbox) for s in single.segments] == [(s.id, s.area, s.bbox) for s in batched.segments]
+        assert [s.score for s in single.segments] == pytest.approx([s.score for s in batched.segments], abs=1e-6)
+
+
+def test_coarse_head_grid_gives_blocks_at_input_size(model_and_meta):
+    model, meta = model_and_meta
+    image = images(3, [INPUT])[0]
+    fine = Predictor(model, meta, backend="cpu", score_threshold=LOW_SCORE).predict(image).panoptic
+    coarse = Predictor(model, meta, backend="cpu", score_threshold=LOW_SCORE, head_stride=4).predict(image).panoptic
+    assert coarse.shape == fine.shape
+    blocks = coarse.reshape(INPUT[0] // 4, 4, INPUT[1] // 4, 4)
+    assert (blocks == blocks[:, :1, :, :1]).all(), "stride-4 ids must be constant on 4x4 blocks"
+    assert not (fine.reshape(blocks.shape) == fine.reshape(blocks.shape)[:, :1, :, :1]).all()
+    with pytest.raises(ValueError, match="head_stride"):
+        Predictor(model, meta, backend="cpu", head_stride=3)
+
+
+def test_settings_come_from_the_checkpoint_unless_given(model_and_meta):
+    model, meta = model_and_meta
+    assert Predictor(model, meta, backend="cpu").score_threshold == PAPER_SCORE_THRESHOLD
+    tuned = dict(meta, inference={"score_threshold": 0.55, "stuff_area_threshold": 77})
+    p = Predictor(model, tuned, backend="cpu")
+    assert (p.score_threshold, p.stuff_area_threshold) == (0.55, 77)
+    p = Predictor(model, tuned, backend="cpu", score_threshold=0.2, stuff_area_threshold=5)
+    assert (p.score_threshold, p.stuff_area_threshold) == (0.2, 5)
+
+
+def test_bad_images_and_non_finite_outputs_are_refused(model_and_meta):
+    model, meta = model_and_meta
+    p = Predictor(model, meta, backend="cpu")
+    for bad in (np.zeros((64, 128), np.uint8), np.zeros((64, 128, 4), np.uint8), np.zeros((64, 128, 3), np.float32),
+                np.zeros((4, 4, 3), np.uint8)):
+        with pytest.raises(ValueError):
+            p.predict(bad)
+    outputs = {k: v.clone() for k, v in p.backend.run(p.preprocess(images(4, [INPUT]))).items()}
+    outputs["semantic"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="NaN or inf"):
+        p.fuse(outputs)

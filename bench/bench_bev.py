@@ -17,6 +17,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this tree's code, not an installed copy
+
 from panoptic_ros.bev import TYPICAL_FOOTPRINT_DEPTHS, GroundProjector  # noqa: E402
 from panoptic_ros.data.world import SyntheticWorld, WorldConfig  # noqa: E402
 from panoptic_ros.geometry import GridSpec  # noqa: E402

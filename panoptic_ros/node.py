@@ -1,6 +1,6 @@
 """PanopticNode: camera images in; panoptic labels, an overlay, a bird's-eye occupancy grid and footprint
-markers out. Wiring only: the work is done by :class:`~panoptic_ros.predictor.Predictor` and
-:class:`~panoptic_ros.bev.GroundProjector`.
+markers out. Wiring only: the per-frame work is :class:`~panoptic_ros.ros.pipeline.FramePipeline`
+(decode, :class:`~panoptic_ros.predictor.Predictor`, :class:`~panoptic_ros.bev.GroundProjector`, messages).
 
 Real-time rules: subscription callbacks only store the newest frame; one worker thread processes the newest
 frame and drops (and counts) the ones it had no time for; outputs nobody subscribes to are not computed.
@@ -34,17 +34,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from . import resources
-from .bev import GroundProjector
-from .geometry import CameraModel
 from .ros import messages
-from .ros.image_conversion import compressed_to_rgb, image_to_rgb
+from .ros.pipeline import OUTPUTS, BadImage, FramePipeline
 from .ros.params import PARAMETERS, NodeConfig, help_text
 
 from panoptic_ros.msg import PanopticSegmentation  # generated from msg/
 
 NODE_NAME = "panoptic_node"
 STAGES = ("wait", "decode", "preprocess", "network", "head", "postprocess", "bev", "publish", "total")
-SUPPORTED_DISTORTION = ("", "plumb_bob", "rational_polynomial")
 
 
 @dataclass
@@ -83,8 +80,6 @@ class PanopticNode(Node):
         self._lock = threading.Condition()
         self._pending: _Frame | None = None
         self._camera_info: CameraInfo | None = None
-        self._projector: GroundProjector | None = None
-        self._projector_key = None
         self._stop = False
         self._stats = _Stats()
         self._warned = set()
@@ -104,6 +99,9 @@ class PanopticNode(Node):
         self.pub_grid = self._publisher(OccupancyGrid, "~/grid", grid_qos)
         self.pub_markers = self._publisher(MarkerArray, "~/markers", out_qos)
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        publishers = {"panoptic_ids": self.pub_ids, "panoptic": self.pub_panoptic, "semantic": self.pub_semantic,
+                      "overlay": self.pub_overlay, "grid": self.pub_grid, "markers": self.pub_markers}
+        self._outputs = {name: publishers[name] for name in OUTPUTS}  # the pipeline's order
 
         # Inputs: depth 1, the newest frame is the only one worth having.
         in_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
@@ -119,6 +117,7 @@ class PanopticNode(Node):
             self.create_subscription(Image, "image", lambda m: self._on_image(m, False), in_qos,
                                      event_callbacks=self._subscription_events(self.image_topic))
         self.camera_info_topic = self.resolve_topic_name("camera_info")
+        self.pipeline = FramePipeline.from_config(self.predictor, cfg, self.camera_info_topic)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos,
                                  event_callbacks=self._subscription_events(self.camera_info_topic))
 
@@ -230,59 +229,34 @@ class PanopticNode(Node):
                 self._bad_frame(frame, f"processing failed: {type(exc).__name__}: {exc}")
 
     def _process(self, frame: _Frame, camera_info: CameraInfo | None) -> None:
+        """The pipeline on one frame (only the outputs somebody subscribes to), then publish and count."""
         t_start = time.monotonic()
-        want_panoptic = self.pub_panoptic.get_subscription_count() > 0
-        want_ids = self.pub_ids.get_subscription_count() > 0
-        want_semantic = self.pub_semantic.get_subscription_count() > 0
-        want_overlay = self.pub_overlay.get_subscription_count() > 0
-        want_grid = self.pub_grid.get_subscription_count() > 0
-        want_markers = self.pub_markers.get_subscription_count() > 0
-        if not (want_panoptic or want_ids or want_semantic or want_overlay or want_grid or want_markers):
+        wanted = {name for name, pub in self._outputs.items() if pub.get_subscription_count() > 0}
+        if not wanted:
             with self._lock:
                 self._stats.idle += 1
             return
-        msg = frame.msg
         try:
-            rgb = compressed_to_rgb(msg) if frame.compressed else image_to_rgb(msg)
-        except ValueError as exc:
-            self._bad_frame(frame, f"cannot read image: {exc}")
+            out = self.pipeline.process(frame.msg, camera_info, wanted)
+        except BadImage as exc:
+            self._bad_frame(frame, str(exc))
             return
-        t_decoded = time.monotonic()
-        result = self.predictor.predict(rgb)
-        t_predicted = time.monotonic()
-
-        stamp = msg.header.stamp
-        cam_hdr = messages.header(stamp, self.config.camera_frame or msg.header.frame_id)
-        if not cam_hdr.frame_id:
-            self._warn_once("frame_id", "input images have an empty header.frame_id and camera_frame is not set: "
-                                        "image outputs will have an empty frame_id too")
-        bev = None
-        t_bev = t_predicted
-        if want_grid or want_markers:
-            projector = self._projector_for(camera_info, rgb.shape[1], rgb.shape[0], frame)
-            if projector is not None:
-                bev = projector.project(result.panoptic)
-            t_bev = time.monotonic()
-
-        ids_image = messages.panoptic_ids_image(result.panoptic, cam_hdr) if (want_ids or want_panoptic) else None
-        if want_ids:
-            self.pub_ids.publish(ids_image)
-        if want_panoptic:
-            self.pub_panoptic.publish(messages.panoptic_segmentation(result, self.taxonomy, cam_hdr, ids_image))
-        if want_semantic:
-            self.pub_semantic.publish(messages.semantic_image(result.semantic, cam_hdr))
-        if want_overlay:
-            self.pub_overlay.publish(messages.overlay_image(result.panoptic, self.taxonomy, rgb, cam_hdr))
-        if bev is not None and want_grid:
-            self.pub_grid.publish(messages.bev_occupancy_grid(bev, stamp, self.config.output_frame))
-        if bev is not None and want_markers:
-            self.pub_markers.publish(messages.footprint_markers(bev.footprints, self.taxonomy, stamp,
-                                                                self.config.output_frame))
+        for level, key, text in out.events:
+            if level == "error":
+                self._bad_frame(frame, text, count=False)
+            elif level == "warning":
+                self._warn_once(key, text)
+            else:
+                self.get_logger().info(text)
+        t_publish = time.monotonic()
+        for name, msg in out.messages.items():
+            self._outputs[name].publish(msg)
         t_end = time.monotonic()
 
-        times = dict(result.timings_ms)
-        times.update(wait=1e3 * (t_start - frame.received), decode=1e3 * (t_decoded - t_start),
-                     bev=1e3 * (t_bev - t_predicted), publish=1e3 * (t_end - t_bev),
+        times = {k: v for k, v in out.timings_ms.items() if k != "messages"}
+        # publish = building the messages + handing them to DDS (what it meant before the pipeline existed)
+        times.update(wait=1e3 * (t_start - frame.received),
+                     publish=out.timings_ms.get("messages", 0.0) + 1e3 * (t_end - t_publish),
                      total=1e3 * (t_end - frame.received))
         with self._lock:
             st = self._stats
@@ -291,44 +265,6 @@ class PanopticNode(Node):
             for k, v in times.items():
                 if k in st.latencies:
                     st.latencies[k].append(float(v))
-
-    def _projector_for(self, info: CameraInfo | None, width: int, height: int, frame: _Frame):
-        """The ground projector for the current CameraInfo (rebuilt only when the camera changes)."""
-        if info is None:
-            self._warn_once("no_info", f"no CameraInfo received on {self.camera_info_topic} yet: "
-                                       "~/grid and ~/markers wait for it")
-            return None
-        key = (info.width, info.height, tuple(info.k), tuple(info.d), info.distortion_model, info.binning_x,
-               info.binning_y, info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
-        if key == self._projector_key:
-            return self._projector
-        problem = None
-        if info.distortion_model not in SUPPORTED_DISTORTION:
-            problem = f"distortion model {info.distortion_model!r} is not supported (use plumb_bob)"
-        elif info.distortion_model == "rational_polynomial" and any(info.d[5:8]):
-            problem = "rational_polynomial distortion with k4..k6 != 0 is not supported (use plumb_bob)"
-        if problem is None:
-            roi = (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
-            try:
-                camera = CameraModel.from_camera_info(
-                    info.width, info.height, info.k, info.d, info.binning_x, info.binning_y, roi,
-                    self.config.camera_pose, frame_id=info.header.frame_id or "camera_optical_frame",
-                    parent_frame=self.config.output_frame)
-                if (camera.width, camera.height) != (width, height):
-                    problem = (f"CameraInfo describes a {camera.width}x{camera.height} image but the images are "
-                               f"{width}x{height}")
-            except ValueError as exc:
-                problem = str(exc)
-        if problem is not None:
-            self._bad_frame(frame, f"cannot project to the grid: {problem}", count=False)
-            return None
-        t0 = time.perf_counter()
-        self._projector = GroundProjector(camera, self.config.grid, self.taxonomy, self.config.free_classes,
-                                          self.config.obstacle_classes, self.config.max_range)
-        self._projector_key = key
-        self.get_logger().info(f"ground lookup for a {width}x{height} camera built in "
-                               f"{1e3 * (time.perf_counter() - t0):.0f} ms")
-        return self._projector
 
     # -- errors and diagnostics ------------------------------------------------------------------------
     def _bad_frame(self, frame: _Frame, reason: str, count: bool = True) -> None:

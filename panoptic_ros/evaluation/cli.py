@@ -4,6 +4,8 @@
     panoptic-eval cityscapes GT_JSON GT_DIR PRED_JSON PRED_DIR --out DIR  # Cityscapes panoptic (labelIds)
     panoptic-eval model CKPT DATA_DIR --out DIR                           # predictor over a data-set folder
     panoptic-eval bag BAG --model CKPT --out DIR                          # predictor over a rosbag2
+    panoptic-eval bag BAG --model CKPT --out DIR --write-bag OUT_BAG      # the node's pipeline, outputs to a bag
+    panoptic-eval bag BAG --predictions REC_BAG --out DIR                 # recorded node outputs (live replay)
 
 Prints panopticapi's table and writes DIR/report.json, report.md, per_class_pq.png, worst_frames.png.
 """
@@ -19,7 +21,7 @@ from ..taxonomy import Taxonomy
 from .files import PanopticFolders
 from .pq import format_table
 from .report import to_convention, worst_frame_names, write_report
-from .run import add_predictor_args, run_bag, run_model
+from .run import add_predictor_args, run_bag, run_bag_pipeline, run_bag_predictions, run_model
 
 
 def _find_image(images_dir: Path | None, gt_json: dict, image_id) -> np.ndarray | None:
@@ -88,13 +90,28 @@ def build_parser() -> argparse.ArgumentParser:
                            description="PQ as cityscapesscripts' evalPanopticSemanticLabeling (category ids = "
                                        "Cityscapes labelIds), with its per-class table, plus a report.")
     _add_folder_args(city)
-    bag = subs.add_parser("bag", help="run the predictor over a rosbag2 with ground-truth topics",
+    bag = subs.add_parser("bag", help="run the predictor (or the node's pipeline) over a rosbag2 with ground truth, "
+                                      "or evaluate recorded node outputs",
                           description="Runs the predictor over a rosbag2 holding images and panoptic ground "
-                                      "truth, and writes the same report with latencies.")
-    bag.add_argument("bag", type=Path, help="rosbag2 folder")
-    bag.add_argument("--model", type=Path, required=True, help="checkpoint of the network")
+                                      "truth, and writes the same report with latencies. With --write-bag, runs "
+                                      "panoptic_node's whole per-frame pipeline instead and writes every output to "
+                                      "a new bag (log time = input stamp). With --predictions, evaluates "
+                                      "PanopticSegmentation outputs recorded during a live replay (panoptic-replay "
+                                      "--record), matched by header stamp: PQ, dropped frames, end-to-end latency.")
+    bag.add_argument("bag", type=Path, help="rosbag2 folder (images + ground truth, e.g. from panoptic-world bag)")
+    bag.add_argument("--model", type=Path, default=None, help="checkpoint of the network (not with --predictions)")
     bag.add_argument("--out", type=Path, required=True, help="report folder")
     bag.add_argument("--image-topic", default="/camera/image_raw", help="camera image topic of the bag")
+    bag.add_argument("--camera-info-topic", default="/camera/camera_info", help="CameraInfo topic (--write-bag)")
+    bag.add_argument("--write-bag", type=Path, default=None, metavar="OUT_BAG",
+                     help="run the node's pipeline and write all its outputs to this new bag (needs rclpy)")
+    bag.add_argument("--params-file", type=Path, default=None,
+                     help="node parameters YAML for --write-bag (camera pose, grid, frames); default: the node's "
+                          "defaults. Model settings come from the options below")
+    bag.add_argument("--predictions", type=Path, default=None, metavar="REC_BAG",
+                     help="bag of recorded node outputs to evaluate instead of running a model")
+    bag.add_argument("--prediction-topic", default="/panoptic_node/panoptic",
+                     help="PanopticSegmentation topic in --predictions (default /panoptic_node/panoptic)")
     add_predictor_args(bag)
     model = subs.add_parser("model", help="run the predictor over a COCO- or Cityscapes-panoptic folder",
                             description="Runs a checkpoint over every frame of a data-set folder and writes the "
@@ -111,8 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("bag", "model"):
-            return (run_bag if args.command == "bag" else run_model)(args)
+        if args.command == "bag":
+            if (args.predictions is None) == (args.model is None):
+                raise ValueError("bag: give --model (run a model) or --predictions (evaluate recorded outputs)")
+            if args.write_bag is not None and args.predictions is not None:
+                raise ValueError("bag: --write-bag runs the model; it does not go with --predictions")
+            if args.predictions is not None:
+                return run_bag_predictions(args)
+            return (run_bag_pipeline if args.write_bag is not None else run_bag)(args)
+        if args.command == "model":
+            return run_model(args)
         folders = PanopticFolders(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir)
         if args.command == "cityscapes":
             labels = {c.id: c.name for c in Taxonomy.cityscapes().categories}
@@ -123,7 +148,7 @@ def main(argv=None) -> int:
         title = ("Cityscapes panoptic evaluation" if args.command == "cityscapes" else "COCO panoptic evaluation")
         evaluate_and_report(folders, args.out, title, args.workers, args.worst, args.images,
                             per_class_table=args.command == "cityscapes")
-    except (ValueError, KeyError, FileNotFoundError) as err:
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:
         print(f"panoptic-eval: {err}", file=sys.stderr)
         return 1
     return 0

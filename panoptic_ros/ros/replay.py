@@ -5,6 +5,12 @@ Works where ``ros2 bag`` is not installed (e.g. a venv with the rclpy wheels): m
 (``/tf_static``) are republished transient-local so late subscribers get them.
 
     panoptic-replay drive.mcap --rate 0.5 --loop --topics /camera/image_raw /camera/camera_info
+
+Measuring a node live: ``--record OUT_BAG`` records the node's outputs while the bag plays (receive times as log
+times, plus the publish time of every played image; see :mod:`panoptic_ros.ros.record`), then
+``panoptic-eval bag BAG --predictions OUT_BAG --out DIR`` reports PQ, dropped frames and end-to-end latency:
+
+    panoptic-replay drive --topics /camera/image_raw /camera/camera_info --record rec
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..data.bag import bag_topics, read_raw
+from ..data.bag import IMAGE_TOPIC, bag_topics, read_raw
 
 
 def message_class(msgtype: str):
@@ -44,6 +50,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--clock", action="store_true",
                         help="also publish the bag time on /clock (for nodes with use_sim_time:=true)")
     parser.add_argument("--quiet", action="store_true", help="no summary line")
+    rec = parser.add_argument_group("recording the node's outputs")
+    rec.add_argument("--record", type=Path, default=None, metavar="OUT_BAG",
+                     help="record --record-topics while playing into this new bag (mcap)")
+    rec.add_argument("--record-topics", nargs="+", default=["/panoptic_node/panoptic", "/diagnostics"],
+                     metavar="TOPIC", help="topics to record (default /panoptic_node/panoptic /diagnostics)")
+    rec.add_argument("--record-inputs", nargs="*", default=None, metavar="TOPIC",
+                     help="played image topics whose stamps and publish times to record, for latency "
+                          f"(default {IMAGE_TOPIC} when played)")
+    rec.add_argument("--record-wait", type=float, default=120.0, metavar="S",
+                     help="before playing, wait up to S seconds for publishers of --record-topics (default 120: "
+                          "the node appears once its model is loaded)")
+    rec.add_argument("--record-tail", type=float, default=2.5, metavar="S",
+                     help="after playing, record until nothing arrived for S seconds (default 2.5)")
     args = parser.parse_args(argv)
     if not args.rate > 0:
         parser.error(f"--rate must be positive, got {args.rate}")
@@ -89,6 +108,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     node = None
     published = 0
+    recording = None
     try:
         rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("panoptic_replay")
@@ -109,6 +129,19 @@ def main(argv=None) -> int:
             from rosgraph_msgs.msg import Clock
 
             clock_pub = node.create_publisher(Clock, "/clock", 10)
+        if args.record is not None:
+            inputs = args.record_inputs if args.record_inputs is not None else \
+                [remap.get(IMAGE_TOPIC, IMAGE_TOPIC)] if IMAGE_TOPIC in publishers else []
+            input_types = {remap.get(t, t): topics[t].msgtype for t in publishers}
+            unknown = [t for t in inputs if t not in input_types]
+            if unknown:
+                print(f"panoptic-replay: --record-inputs {unknown} are not played topics", file=sys.stderr)
+                return 1
+            try:
+                recording = _start_recording(args, {t: input_types[t] for t in inputs})
+            except (TimeoutError, ValueError, FileExistsError) as exc:
+                print(f"panoptic-replay: cannot record: {exc}", file=sys.stderr)
+                return 1
         time.sleep(args.delay)
         if args.wait_for_subscribers > 0:
             _wait_for_subscribers(publishers, args.wait_for_subscribers)
@@ -122,14 +155,40 @@ def main(argv=None) -> int:
         if not args.quiet:
             print(f"panoptic-replay: published {published} messages on {len(publishers)} topics in "
                   f"{time.monotonic() - t_begin:.1f} s")
+        if recording is not None:
+            from .record import wait_until_quiet
+
+            wait_until_quiet(recording[0], args.record_tail, limit=max(30.0, 4 * args.record_tail))
     except KeyboardInterrupt:
         if not args.quiet:
             print(f"panoptic-replay: interrupted after {published} messages")
     finally:
+        if recording is not None:
+            recorder, spinner, rec_node = recording
+            spinner.stop()
+            recorder.close()
+            rec_node.destroy_node()
+            print(f"panoptic-replay: {recorder.summary()}")
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _start_recording(args, inputs: dict):
+    """(Recorder, Spinner, node) recording ``args.record_topics`` and the publish times of ``inputs``."""
+    import rclpy
+
+    from .record import Recorder, Spinner, resolve_types
+
+    rec_node = rclpy.create_node("panoptic_record")
+    try:
+        types = resolve_types(rec_node, args.record_topics, args.record_wait)
+        recorder = Recorder(rec_node, args.record, types, inputs)
+    except BaseException:
+        rec_node.destroy_node()
+        raise
+    return recorder, Spinner(rec_node), rec_node
 
 
 def _wait_for_subscribers(publishers: dict, timeout: float) -> None:

@@ -1,0 +1,188 @@
+"""FramePipeline: the node's per-frame work, without DDS: decode -> predict -> ground projection -> messages.
+
+One place for the logic that :class:`~panoptic_ros.node.PanopticNode` runs on every frame and that
+``panoptic-eval bag --write-bag`` runs offline over a recording, so both produce the same messages.
+
+    pipeline = FramePipeline.from_config(predictor, NodeConfig.from_values({}))
+    out = pipeline.process(image_msg, camera_info_msg, {"panoptic", "grid"})
+    out.messages["panoptic"]  # panoptic_ros/msg/PanopticSegmentation, stamped like image_msg
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from sensor_msgs.msg import CameraInfo, CompressedImage
+
+from ..bev import GroundProjector
+from ..geometry import CameraModel, GridSpec, Pose
+from ..panoptic import PanopticResult
+from . import messages
+from .image_conversion import compressed_to_rgb, image_to_rgb
+
+# The node's outputs, in the order it builds and publishes them (topic ~/<name>).
+OUTPUTS = ("panoptic_ids", "panoptic", "semantic", "overlay", "grid", "markers")
+SUPPORTED_DISTORTION = ("", "plumb_bob", "rational_polynomial")
+STAGES = ("decode", "preprocess", "network", "head", "postprocess", "bev", "messages")  # FrameOutput.timings_ms
+
+
+class BadImage(ValueError):
+    """The image message cannot be read (malformed, unsupported encoding, undecodable compressed data)."""
+
+
+@dataclass
+class FrameOutput:
+    """What one frame produced.
+
+    ``events`` are (level, key, text) for the caller to log: ``info``; ``warning`` (``key`` names the
+    condition, so a caller can warn once per key); ``error`` (this frame's grid and markers were not
+    built, the other outputs were).
+    """
+
+    messages: dict = field(default_factory=dict)  # output name -> ROS message, in OUTPUTS order
+    timings_ms: dict = field(default_factory=dict)  # decode, preprocess, network, head, postprocess, bev, messages
+    result: PanopticResult | None = None
+    events: list = field(default_factory=list)
+
+    @property
+    def processing_ms(self) -> float:
+        """Decode to built messages, in milliseconds (the sum of the pipeline's stages)."""
+        return float(sum(self.timings_ms.get(k, 0.0) for k in STAGES))
+
+
+class FramePipeline:
+    """The per-frame work of panoptic_node.
+
+    Args:
+        predictor: a :class:`~panoptic_ros.predictor.Predictor` (anything with ``predict(rgb)`` and ``taxonomy``).
+        camera_pose: the camera body's pose in ``grid.frame_id`` (the node's ``camera.*`` parameters).
+        grid: layout of the occupancy grid; its ``frame_id`` is the grid's and the markers' frame.
+        camera_frame: frame_id of the image outputs; empty = the input image's frame_id.
+        free_classes, obstacle_classes, max_range: passed to :class:`~panoptic_ros.bev.GroundProjector`.
+        camera_info_topic: named in the warning about a missing CameraInfo.
+    """
+
+    def __init__(self, predictor, camera_pose: Pose, grid: GridSpec, camera_frame: str = "",
+                 free_classes: Iterable[str] | None = None, obstacle_classes: Iterable[str] | None = None,
+                 max_range: float | None = None, camera_info_topic: str = "camera_info"):
+        self.predictor = predictor
+        self.taxonomy = predictor.taxonomy
+        self.camera_pose = camera_pose
+        self.grid = grid
+        self.camera_frame = camera_frame
+        self.projector_options = {k: v for k, v in (("free_classes", free_classes),
+                                                     ("obstacle_classes", obstacle_classes),
+                                                     ("max_range", max_range)) if v is not None}
+        self.camera_info_topic = camera_info_topic
+        self._projector: GroundProjector | None = None
+        self._projector_key = None
+
+    @classmethod
+    def from_config(cls, predictor, config, camera_info_topic: str = "camera_info") -> "FramePipeline":
+        """The pipeline of a node running with ``config`` (a :class:`~panoptic_ros.ros.params.NodeConfig`)."""
+        return cls(predictor, config.camera_pose, config.grid, config.camera_frame, config.free_classes,
+                   config.obstacle_classes, config.max_range, camera_info_topic)
+
+    def process(self, image_msg, camera_info: CameraInfo | None, wanted: Iterable[str]) -> FrameOutput:
+        """Run one frame; build only the ``wanted`` outputs (names from :data:`OUTPUTS`).
+
+        ``image_msg`` is a ``sensor_msgs/Image`` or ``CompressedImage``. Raises :class:`BadImage` (a
+        ValueError) when it cannot be read, ValueError for unknown output names.
+        """
+        wanted = set(wanted)
+        unknown = wanted - set(OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown outputs {sorted(unknown)}; the pipeline builds {', '.join(OUTPUTS)}")
+        out = FrameOutput()
+        t0 = time.perf_counter()
+        try:
+            rgb = compressed_to_rgb(image_msg) if isinstance(image_msg, CompressedImage) else image_to_rgb(image_msg)
+        except ValueError as exc:
+            raise BadImage(f"cannot read image: {exc}") from None
+        t_decoded = time.perf_counter()
+        result = self.predictor.predict(rgb)
+        out.result = result
+        t_predicted = time.perf_counter()
+
+        stamp = image_msg.header.stamp
+        cam_hdr = messages.header(stamp, self.camera_frame or image_msg.header.frame_id)
+        if not cam_hdr.frame_id:
+            out.events.append(("warning", "frame_id", "input images have an empty header.frame_id and camera_frame "
+                                                      "is not set: image outputs will have an empty frame_id too"))
+        bev = None
+        t_bev = t_predicted
+        if wanted & {"grid", "markers"}:
+            projector = self.projector_for(camera_info, rgb.shape[1], rgb.shape[0], out.events)
+            if projector is not None:
+                bev = projector.project(result.panoptic)
+            t_bev = time.perf_counter()
+
+        built = out.messages
+        if wanted & {"panoptic_ids", "panoptic"}:
+            ids_image = messages.panoptic_ids_image(result.panoptic, cam_hdr)
+            if "panoptic_ids" in wanted:
+                built["panoptic_ids"] = ids_image
+            if "panoptic" in wanted:
+                built["panoptic"] = messages.panoptic_segmentation(result, self.taxonomy, cam_hdr, ids_image)
+        if "semantic" in wanted:
+            built["semantic"] = messages.semantic_image(result.semantic, cam_hdr)
+        if "overlay" in wanted:
+            built["overlay"] = messages.overlay_image(result.panoptic, self.taxonomy, rgb, cam_hdr)
+        if bev is not None and "grid" in wanted:
+            built["grid"] = messages.bev_occupancy_grid(bev, stamp, self.grid.frame_id)
+        if bev is not None and "markers" in wanted:
+            built["markers"] = messages.footprint_markers(bev.footprints, self.taxonomy, stamp, self.grid.frame_id)
+        t_end = time.perf_counter()
+        out.timings_ms = dict(result.timings_ms)
+        out.timings_ms.update(decode=1e3 * (t_decoded - t0), bev=1e3 * (t_bev - t_predicted),
+                              messages=1e3 * (t_end - t_bev))
+        return out
+
+    def projector_for(self, info: CameraInfo | None, width: int, height: int,
+                      events: list | None = None) -> GroundProjector | None:
+        """The ground projector for ``info`` (rebuilt only when the camera changes); None (and an event
+        explaining why) when there is no usable CameraInfo for a ``width`` x ``height`` image."""
+        events = events if events is not None else []
+        if info is None:
+            events.append(("warning", "no_info", f"no CameraInfo received on {self.camera_info_topic} yet: "
+                                                 "~/grid and ~/markers wait for it"))
+            return None
+        key = (info.width, info.height, tuple(info.k), tuple(info.d), info.distortion_model, info.binning_x,
+               info.binning_y, info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height,
+               info.header.frame_id, width, height)
+        if key == self._projector_key:
+            return self._projector
+        problem = None
+        if info.distortion_model not in SUPPORTED_DISTORTION:
+            problem = f"distortion model {info.distortion_model!r} is not supported (use plumb_bob)"
+        elif info.distortion_model == "rational_polynomial" and any(info.d[5:8]):
+            problem = "rational_polynomial distortion with k4..k6 != 0 is not supported (use plumb_bob)"
+        if problem is None:
+            roi = (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
+            try:
+                camera = CameraModel.from_camera_info(
+                    info.width, info.height, info.k, info.d, info.binning_x, info.binning_y, roi,
+                    self.camera_pose, frame_id=info.header.frame_id or "camera_optical_frame",
+                    parent_frame=self.grid.frame_id)
+                if (camera.width, camera.height) != (width, height):
+                    problem = (f"CameraInfo describes a {camera.width}x{camera.height} image but the images are "
+                               f"{width}x{height}")
+            except ValueError as exc:
+                problem = str(exc)
+        if problem is not None:
+            events.append(("error", "projection", f"cannot project to the grid: {problem}"))
+            return None
+        t0 = time.perf_counter()
+        self._projector = GroundProjector(camera, self.grid, self.taxonomy, **self.projector_options)
+        self._projector_key = key
+        events.append(("info", "projector", f"ground lookup for a {width}x{height} camera built in "
+                                            f"{1e3 * (time.perf_counter() - t0):.0f} ms"))
+        return self._projector
+
+
+def stamp_ns(stamp) -> int:
+    """builtin_interfaces/Time as integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+

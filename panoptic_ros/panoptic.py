@@ -64,6 +64,9 @@ class PanopticResult:
     semantic: np.ndarray  # (H, W) uint8 train ids, VOID_TRAIN_ID for void / unknown
     segments: list[Segment] = field(default_factory=list)
     timings_ms: dict = field(default_factory=dict)
+    # The detection branch's boxes above the score threshold, for its own metrics (box AP):
+    # {"boxes": (N, 4) float xyxy in input-image pixels, "scores": (N,), "category_ids": (N,)}
+    detections: dict | None = None
 
 
 def segments_from_ids(ids: np.ndarray, taxonomy: Taxonomy, scores: dict | None = None,

@@ -117,9 +117,11 @@ class Predictor:
         t1 = time.perf_counter()
         outputs = self.backend.run(x)
         t2 = time.perf_counter()
-        ids, scores = self.fuse(outputs)
+        ids, scores, det = self.fuse(outputs, return_detections=True)
         t3 = time.perf_counter()
         results = [self._finish(ids[i], scores[i], image.shape[:2]) for i, image in enumerate(images)]
+        for i, (image, result) in enumerate(zip(images, results)):
+            result.detections = self._detections(det, i, image.shape[:2])
         t4 = time.perf_counter()
         per_image = {"preprocess": t1 - t0, "network": t2 - t1, "head": t3 - t2, "postprocess": t4 - t3}
         for r in results:
@@ -129,7 +131,7 @@ class Predictor:
     def predict(self, image: np.ndarray) -> PanopticResult:
         return self.predict_batch([image])[0]
 
-    def fuse(self, outputs: dict) -> tuple[np.ndarray, np.ndarray]:
+    def fuse(self, outputs: dict, return_detections: bool = False):
         """Network outputs -> panoptic ids (B, H/s, W/s) (s = head_stride) and detection scores (B, K)."""
         h, w = self.input_size
         if not all(bool(torch.isfinite(outputs[k]).all()) for k in ("semantic", "centers", "cls_logits")):
@@ -141,7 +143,18 @@ class Predictor:
         semantic = F.interpolate(outputs["semantic"], size=grid, mode="bilinear", align_corners=False)
         centers = F.interpolate(outputs["centers"], size=grid, mode="bilinear", align_corners=False) / s
         ids, _ = self.head(semantic, det["boxes"] / s, det["labels"], det["scores"], det["valid"], centers)
+        if return_detections:
+            return ids.cpu().numpy(), det["scores"].cpu().numpy(), det
         return ids.cpu().numpy(), det["scores"].cpu().numpy()
+
+    def _detections(self, det: dict, i: int, size: tuple[int, int]) -> dict:
+        """Valid detections of image ``i``, boxes scaled from the network input to the image's size."""
+        valid = det["valid"][i].cpu().numpy()
+        h, w = self.input_size
+        scale = np.array([size[1] / w, size[0] / h] * 2, dtype=np.float32)
+        labels = det["labels"][i].cpu().numpy()[valid]
+        return {"boxes": det["boxes"][i].cpu().numpy()[valid] * scale, "scores": det["scores"][i].cpu().numpy()[valid],
+                "category_ids": self.taxonomy.ids[labels]}
 
     def _finish(self, ids: np.ndarray, scores: np.ndarray, size: tuple[int, int]) -> PanopticResult:
         if ids.shape != tuple(size):

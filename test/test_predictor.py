@@ -39,6 +39,12 @@ def test_any_size_in_same_size_out_with_consistent_tables(model_and_meta):
         expected = segments_from_ids(r.panoptic, p.taxonomy)
         assert [(s.id, s.area, s.bbox) for s in r.segments] == [(s.id, s.area, s.bbox) for s in expected]
         things += sum(s.is_thing for s in r.segments)
+        det = r.detections  # the detection branch's own output, scaled to this image
+        h, w = image.shape[:2]
+        assert len(det["boxes"]) == len(det["scores"]) == len(det["category_ids"])
+        assert (det["scores"] >= LOW_SCORE).all() and set(det["category_ids"]) <= set(p.taxonomy.ids[p.taxonomy.thing_train_ids])
+        assert (det["boxes"][:, [0, 2]] <= w + 1e-3).all() and (det["boxes"][:, [1, 3]] <= h + 1e-3).all()
+        assert (det["boxes"] >= -1e-3).all()
         assert set(r.timings_ms) == {"preprocess", "network", "head", "postprocess"}
     assert things > 0, "no thing segment at all: the detection path was not exercised"
 

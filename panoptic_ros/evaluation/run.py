@@ -2,11 +2,17 @@
 
     panoptic-eval model CKPT DATA_DIR [--format coco|cityscapes] --out DIR
     panoptic-eval bag BAG --model CKPT --out DIR
+    panoptic-eval bag BAG --model CKPT --out DIR --write-bag OUT_BAG   # the node's pipeline; outputs to a bag
+    panoptic-eval bag BAG --predictions REC_BAG --out DIR              # outputs recorded from a live replay
+
+Recorded outputs are matched to the input bag's ground truth by header stamp (:func:`evaluate_recorded`); this
+part needs no ROS install (rosbags reads them, with the panoptic_ros types parsed from msg/*.msg).
 """
 from __future__ import annotations
 
 import heapq
 import itertools
+import sys
 import time
 from pathlib import Path
 from typing import Iterable
@@ -15,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.frame import Sample
+from .detection import DetectionAccumulator
 from .pq import PQAccumulator, format_table
 from .report import write_report
 from .semantic import SemanticAccumulator
@@ -29,6 +36,7 @@ def evaluate_predictor(predictor, samples: Iterable[Sample], out: Path | None, t
     taxonomy = predictor.taxonomy
     pq = PQAccumulator(taxonomy)
     semantic = SemanticAccumulator(taxonomy)
+    boxes = DetectionAccumulator(taxonomy)  # the detection branch alone, at the panoptic score threshold
     latencies, stage_times, worst_heap = [], [], []
     for k, sample in enumerate(tqdm(samples, total=total, desc="evaluate", unit="frame")):
         t0 = time.perf_counter()
@@ -38,6 +46,12 @@ def evaluate_predictor(predictor, samples: Iterable[Sample], out: Path | None, t
         stats = pq.add(result.panoptic, result.segments, sample.panoptic, sample.segments,
                        name=sample.name or f"frame_{k:06d}")
         semantic.add(result.semantic, sample.semantic(taxonomy))
+        things = [seg for seg in sample.segments if seg.is_thing]
+        gt_xyxy = np.array([[x, y, x + bw, y + bh] for x, y, bw, bh in (seg.bbox for seg in things)], np.float32)
+        det = result.detections
+        boxes.add(det["boxes"], det["scores"], det["category_ids"], gt_xyxy.reshape(-1, 4),
+                  [seg.category_id for seg in things], [seg.iscrowd for seg in things],
+                  height=sample.image.shape[0], width=sample.image.shape[1])
         if worst and np.isfinite(stats.pq):
             # heap of the worst frames: keep the `worst` lowest PQ (max-heap by -pq); k breaks ties
             item = (-stats.pq, k, (stats.name, sample.image, sample.panoptic, result.panoptic, stats.pq))
@@ -46,13 +60,16 @@ def evaluate_predictor(predictor, samples: Iterable[Sample], out: Path | None, t
         raise ValueError("no frames to evaluate")
     result = pq.result()
     result["semantic"] = semantic.result()
+    result["detection"] = boxes.result()
     print(format_table(result, per_class=True))
-    print(f"mIoU {100 * result['semantic']['miou']:.1f}; latency median {np.median(latencies):.1f} ms, "
+    print(f"mIoU {100 * result['semantic']['miou']:.1f}; box AP {100 * result['detection']['AP']:.1f} "
+          f"(AP50 {100 * result['detection']['AP50']:.1f}); latency median {np.median(latencies):.1f} ms, "
           f"p95 {np.percentile(latencies, 95):.1f} ms over {len(latencies)} frames ({predictor.backend_name})")
     if out is not None:
         stages = {s: float(np.median([t[s] for t in stage_times])) for s in stage_times[0]}
         facts = {"backend": predictor.backend_name, "model": predictor.metadata.get("checkpoint_path", ""),
-                 "median_stage_ms": stages, "miou": result["semantic"]["miou"], **(extra or {})}
+                 "median_stage_ms": stages, "miou": result["semantic"]["miou"],
+                 "box_ap": {k: result["detection"][k] for k in ("AP", "AP50", "AP75")}, **(extra or {})}
         worst_frames = [item[2] for item in sorted(worst_heap, key=lambda i: (i[2][4], i[1]))]
         paths = write_report(out, result, pq.frames, latencies_ms=latencies, worst_frames=worst_frames,
                              title=title, taxonomy=taxonomy, extra=facts)
@@ -125,3 +142,260 @@ def add_predictor_args(parser) -> None:
                         help="predict unknown for thing pixels no detection explains")
     parser.add_argument("--frames", type=int, default=None, help="evaluate only the first N frames")
     parser.add_argument("--worst", type=int, default=6, help="how many lowest-PQ frames to draw")
+
+
+# -- the node's pipeline offline, and recorded node outputs ------------------------------------------------------
+PREDICTION_TOPIC = "/panoptic_node/panoptic"
+OUTPUT_TYPES = {"panoptic_ids": "sensor_msgs/msg/Image", "panoptic": "panoptic_ros/msg/PanopticSegmentation",
+                "semantic": "sensor_msgs/msg/Image", "overlay": "sensor_msgs/msg/Image",
+                "grid": "nav_msgs/msg/OccupancyGrid", "markers": "visualization_msgs/msg/MarkerArray"}
+
+
+def node_config_from_file(path: Path | None, **overrides):
+    """A :class:`~panoptic_ros.ros.params.NodeConfig` from a ``--params-file`` YAML (``ros__parameters`` of its
+    first node entry, nested keys joined with '.'), defaults for what it leaves out."""
+    import yaml
+
+    from ..ros.params import NodeConfig
+
+    values: dict = {}
+    if path is not None:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+        params = next((v["ros__parameters"] for v in doc.values() if isinstance(v, dict) and "ros__parameters" in v),
+                      None)
+        if params is None:
+            raise ValueError(f"{path} has no '<node>: ros__parameters:' section")
+
+        def flatten(prefix: str, d: dict) -> None:
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    flatten(f"{prefix}{k}.", v)
+                else:
+                    values[f"{prefix}{k}"] = v
+        flatten("", params)
+    values.update(overrides)
+    return NodeConfig.from_values(values)
+
+
+def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/camera/image_raw",
+                       camera_info_topic: str = "/camera/camera_info", outputs=None,
+                       node_name: str = "panoptic_node", frames: int | None = None) -> dict:
+    """Run the node's :class:`~panoptic_ros.ros.pipeline.FramePipeline` over every image of ``bag`` and write
+    its outputs to a new bag ``out_bag`` on the node's topics (``/<node_name>/<output>``), each with the
+    input's header stamp as log time. CameraInfo is taken as the node takes it: the latest one before the image.
+
+    Returns ``{"frames": n, "bad_input": n, "processing_ms": [per frame], "stamps": [input stamps]}``.
+    """
+    from rclpy.serialization import deserialize_message, serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from ..data.bag import bag_topics, read_raw
+    from ..ros.pipeline import OUTPUTS, BadImage, stamp_ns
+    from ..ros.record import panoptic_typestore
+    from ..ros.replay import message_class
+
+    outputs = tuple(outputs or OUTPUTS)
+    if Path(out_bag).exists():
+        raise FileExistsError(f"{out_bag} exists; --write-bag writes a new bag")
+    topics = bag_topics(bag)
+    if image_topic not in topics:
+        raise ValueError(f"{bag} has no topic {image_topic}; it has {sorted(topics)}")
+    classes = {image_topic: message_class(topics[image_topic].msgtype)}
+    if camera_info_topic in topics:
+        classes[camera_info_topic] = message_class(topics[camera_info_topic].msgtype)
+    store = panoptic_typestore()
+    stats = {"frames": 0, "bad_input": 0, "processing_ms": [], "stamps": []}
+    warned = set()
+    info = None
+    with Writer(out_bag, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {name: writer.add_connection(f"/{node_name}/{name}", OUTPUT_TYPES[name], typestore=store)
+                 for name in outputs}
+        total = sum(topics[t].count for t in classes)
+        for raw in tqdm(read_raw(bag, classes), total=total, desc="pipeline", unit="msg"):
+            msg = deserialize_message(raw.data, classes[raw.topic])
+            if raw.topic != image_topic:
+                info = msg
+                continue
+            if frames is not None and stats["frames"] >= frames:
+                break
+            stats["frames"] += 1
+            t = stamp_ns(msg.header.stamp)
+            try:
+                out = pipeline.process(msg, info, outputs)
+            except BadImage as exc:
+                stats["bad_input"] += 1
+                print(f"panoptic-eval: frame {t} ns: {exc}", file=sys.stderr)
+                continue
+            for level, key, text in out.events:
+                if level == "error" or (level == "warning" and key not in warned):
+                    warned.add(key)
+                    print(f"panoptic-eval: frame {t} ns: {text}", file=sys.stderr)
+            stats["processing_ms"].append(out.processing_ms)
+            stats["stamps"].append(t)
+            for name, built in out.messages.items():
+                writer.write(conns[name], t, serialize_message(built))
+    return stats
+
+
+def _decode_panoptic(msg):
+    """(ids, segments, taxonomy) of a PanopticSegmentation read by rosbags (ROS-free twin of
+    ``ros.messages.from_panoptic_segmentation``)."""
+    from ..imaging import fields_to_image
+    from ..panoptic import Segment
+    from ..taxonomy import Category, Taxonomy
+
+    img = msg.panoptic
+    if img.encoding != "32SC1":
+        raise ValueError(f"PanopticSegmentation.panoptic must be 32SC1, got {img.encoding!r}")
+    ids = fields_to_image(img.height, img.width, img.encoding, img.is_bigendian, img.step, img.data)
+    taxonomy = Taxonomy([Category(int(c.id), int(c.train_id), c.name, tuple(int(v) for v in c.color),
+                                  bool(c.is_thing)) for c in msg.categories], "message")
+    segments = [Segment(int(s.id), int(s.category_id), bool(s.is_thing), int(s.area),
+                        (int(s.bbox.x_offset), int(s.bbox.y_offset), int(s.bbox.width), int(s.bbox.height)),
+                        float(s.score)) for s in msg.segments]
+    return ids, segments, taxonomy
+
+
+def read_predictions(path: Path, topic: str = PREDICTION_TOPIC) -> dict:
+    """Recorded node outputs: ``{"by_stamp": {stamp: (log ns, raw CDR)}, "order": [stamps in log order],
+    "published": {input stamp: publish ns}}`` (the last from the recorder's input topic, when present)."""
+    from ..data.bag import bag_topics, read_raw
+    from ..ros.record import INPUTS_TOPIC, panoptic_typestore
+
+    topics = bag_topics(path)
+    if topic not in topics:
+        raise ValueError(f"{path} has no topic {topic}; it has {sorted(topics)}")
+    store = panoptic_typestore()
+    by_stamp, order, published = {}, [], {}
+    for raw in read_raw(path, [topic, INPUTS_TOPIC]):
+        if raw.topic == INPUTS_TOPIC:
+            hdr = store.deserialize_cdr(raw.data, raw.msgtype)
+            published.setdefault(hdr.stamp.sec * 1_000_000_000 + hdr.stamp.nanosec, raw.timestamp_ns)
+            continue
+        msg = store.deserialize_cdr(raw.data, raw.msgtype)
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        order.append(stamp)
+        by_stamp.setdefault(stamp, (raw.timestamp_ns, raw.data, raw.msgtype))
+    return {"by_stamp": by_stamp, "order": order, "published": published, "store": store}
+
+
+def evaluate_recorded(bag: Path, predictions: Path, out: Path | None, title: str,
+                      image_topic: str = "/camera/image_raw",
+                      prediction_topic: str = PREDICTION_TOPIC, worst: int = 6, latencies_ms=None,
+                      latency_name: str = "end-to-end", extra: dict | None = None, frames: int | None = None) -> dict:
+    """PQ of recorded ``PanopticSegmentation`` outputs against the ground truth of ``bag``, matched by header stamp.
+
+    Input frames with no output count as dropped (PQ is over the frames with an output). End-to-end latency of
+    a frame = the output's log time in ``predictions`` (the recorder's receive time) minus the input's publish
+    time (recorded on :data:`~panoptic_ros.ros.record.INPUTS_TOPIC`); ``latencies_ms`` replaces it when given.
+    """
+    from ..data.bag import read_bag
+    from ..panoptic import semantic_from_ids
+
+    pred = read_predictions(predictions, prediction_topic)
+    order = pred["order"]
+    pq = semantic = taxonomy = None
+    inputs, dropped, matched, e2e, worst_heap = [], [], set(), [], []
+    for k, frame in enumerate(itertools.islice(read_bag(bag, image_topic=image_topic), frames)):
+        if frame.panoptic is None or frame.segments is None:
+            raise ValueError(f"frame {k} (stamp {frame.stamp_ns} ns) of {bag} has no panoptic ground truth")
+        inputs.append(frame.stamp_ns)
+        hit = pred["by_stamp"].get(frame.stamp_ns)
+        if hit is None:
+            dropped.append(frame.stamp_ns)
+            continue
+        matched.add(frame.stamp_ns)
+        log_ns, data, msgtype = hit
+        ids, segments, msg_taxonomy = _decode_panoptic(pred["store"].deserialize_cdr(data, msgtype))
+        if pq is None:
+            taxonomy = msg_taxonomy
+            pq, semantic = PQAccumulator(taxonomy), SemanticAccumulator(taxonomy)
+        if ids.shape != frame.panoptic.shape:
+            raise ValueError(f"output for stamp {frame.stamp_ns} is {ids.shape[1]}x{ids.shape[0]}, the ground "
+                             f"truth {frame.panoptic.shape[1]}x{frame.panoptic.shape[0]}")
+        stats = pq.add(ids, segments, frame.panoptic, frame.segments, name=f"{k:06d}_{frame.stamp_ns}")
+        semantic.add(semantic_from_ids(ids, taxonomy), semantic_from_ids(frame.panoptic, taxonomy))
+        if frame.stamp_ns in pred["published"]:
+            e2e.append((log_ns - pred["published"][frame.stamp_ns]) / 1e6)
+        if worst and np.isfinite(stats.pq):
+            item = (-stats.pq, k, (stats.name, frame.image, frame.panoptic, ids, stats.pq))
+            (heapq.heappush if len(worst_heap) < worst else heapq.heappushpop)(worst_heap, item)
+    if not inputs:
+        raise ValueError(f"{bag} has no images on {image_topic}")
+    if pq is None:
+        raise ValueError(f"none of the {len(inputs)} input frames has an output in {predictions} "
+                         f"({len(order)} messages on {prediction_topic}, none with an input's stamp)")
+    latencies = list(latencies_ms) if latencies_ms is not None else e2e
+    result = pq.result()
+    result["semantic"] = semantic.result()
+    unknown = sorted(set(pred["by_stamp"]) - set(inputs))
+    # Order among the outputs of this bag's inputs (an output with a foreign stamp is counted apart, below).
+    known = [t for t in order if t in matched]
+    out_of_order = sum(1 for a, b in zip(known, known[1:]) if b <= a)
+    live = {"frames_in": len(inputs), "frames_out": len(matched), "dropped": len(dropped),
+            "outputs_recorded": len(order), "duplicates": len(order) - len(pred["by_stamp"]),
+            "out_of_order": out_of_order, "outputs_without_input": len(unknown), "latency": latency_name,
+            "latency_ms": ({f"p{p}": float(np.percentile(latencies, p)) for p in (50, 95, 99)} | {
+                "mean": float(np.mean(latencies)), "max": float(np.max(latencies)), "count": len(latencies)}
+                           if latencies else None),
+            "dropped_stamps": dropped[:50]}
+    result["live"] = live
+    print(format_table(result, per_class=True))
+    print(f"mIoU {100 * result['semantic']['miou']:.1f}; frames in {live['frames_in']}, out {live['frames_out']}, "
+          f"dropped {live['dropped']}, out of order {out_of_order}, outputs without input {len(unknown)}")
+    if live["latency_ms"]:
+        lat = live["latency_ms"]
+        print(f"{latency_name} latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms "
+              f"over {lat['count']} frames")
+    else:
+        print("latency: not available (the recording has no input publish times; record with --inputs)")
+    if out is not None:
+        worst_frames = [item[2] for item in sorted(worst_heap, key=lambda i: (i[2][4], i[1]))]
+        facts = {"bag": str(bag), "predictions": str(predictions), "prediction_topic": prediction_topic,
+                 "miou": result["semantic"]["miou"], "live": live, **(extra or {})}
+        paths = write_report(out, result, pq.frames, latencies_ms=latencies or None, worst_frames=worst_frames,
+                             title=title, taxonomy=taxonomy, extra=facts)
+        with paths["md"].open("a") as f:
+            f.write(_live_markdown(live))
+        print(f"report: {paths['md']}")
+    return result
+
+
+def _live_markdown(live: dict) -> str:
+    lines = ["", "## Frames in and out", "",
+             "PQ above is over the frames with an output; dropped = input frames with no output.", "",
+             "| frames in | frames out | dropped | out of order | duplicates | outputs without input |",
+             "|---:|---:|---:|---:|---:|---:|",
+             f"| {live['frames_in']} | {live['frames_out']} | {live['dropped']} | {live['out_of_order']} "
+             f"| {live['duplicates']} | {live['outputs_without_input']} |"]
+    lat = live["latency_ms"]
+    if lat:
+        lines += ["", f"Latency ({live['latency']}, ms): p50 {lat['p50']:.1f}, p95 {lat['p95']:.1f}, "
+                      f"p99 {lat['p99']:.1f}, max {lat['max']:.1f} over {lat['count']} frames."]
+    return "\n".join(lines) + "\n"
+
+
+def run_bag_pipeline(args) -> int:
+    """``panoptic-eval bag --write-bag``: the node's pipeline over the bag, outputs to a bag, then the report."""
+    from ..ros.pipeline import FramePipeline
+
+    predictor = _predictor(args)
+    config = node_config_from_file(args.params_file)
+    pipeline = FramePipeline.from_config(predictor, config, args.camera_info_topic)
+    stats = write_pipeline_bag(args.bag, pipeline, args.write_bag, args.image_topic, args.camera_info_topic,
+                               frames=args.frames)
+    print(f"wrote {len(stats['stamps'])} frames of outputs to {args.write_bag} "
+          f"({stats['bad_input']} frames with bad input)")
+    evaluate_recorded(args.bag, args.write_bag, args.out, f"panoptic_node pipeline ({Path(args.model).name}) on bag "
+                      f"{args.bag}", args.image_topic, PREDICTION_TOPIC, args.worst,
+                      latencies_ms=stats["processing_ms"], latency_name="pipeline processing (decode to messages)",
+                      extra={"model": str(args.model), "output_bag": str(args.write_bag),
+                             **_settings(predictor, args)}, frames=args.frames)
+    return 0
+
+
+def run_bag_predictions(args) -> int:
+    """``panoptic-eval bag --predictions``: recorded node outputs against the bag's ground truth."""
+    evaluate_recorded(args.bag, args.predictions, args.out, f"recorded {args.prediction_topic} on bag {args.bag}",
+                      args.image_topic, args.prediction_topic, args.worst, frames=args.frames)
+    return 0

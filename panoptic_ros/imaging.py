@@ -180,6 +180,9 @@ def to_rgb(array: np.ndarray, encoding: str) -> np.ndarray:
         expected = array.shape[:2] + ((2,) if info.channels == 2 else ())
         if array.dtype != np.uint8 or array.shape != expected:
             raise ValueError(f"{name} image must be uint8 of shape {expected}, got {array.dtype} {array.shape}")
+        if info.channels == 2 and array.shape[1] % 2:
+            raise ValueError(f"{name} image width must be even (4:2:2 shares chroma between pixel pairs), "
+                             f"got {array.shape[1]}")
         return cv2.cvtColor(np.ascontiguousarray(array), getattr(cv2, _CV2_TO_RGB[name]))
     if not (name.startswith(("rgb", "bgr", "mono")) and name[-1].isdigit()):
         raise ValueError(f"cannot turn a {name!r} image into RGB: it is not a colour encoding")

@@ -623,14 +623,6 @@ def _fuzz_images():
     return images()
 
 
-def _known_conversion_escape(msg: Image) -> bool:
-    """The one conversion fault the fuzz found (see test_yuv422_with_odd_width_is_a_value_error)."""
-    return msg.encoding in ("yuv422", "yuv422_yuy2") and msg.width % 2 == 1
-
-
-@pytest.mark.xfail(strict=True, reason="conversion gap found by the fuzz: imaging.to_rgb passes odd-width YUV 4:2:2 "
-                                       "to OpenCV, which raises cv2.error instead of a ValueError (4:2:2 shares "
-                                       "chroma between pixel pairs, so the width must be even)")
 @pytest.mark.parametrize("encoding", ["yuv422", "yuv422_yuy2"])
 def test_yuv422_with_odd_width_is_a_value_error(encoding):
     from panoptic_ros.ros.image_conversion import image_to_rgb
@@ -649,7 +641,7 @@ def test_fuzz_malformed_images_never_escape(harness):
 
     from panoptic_ros.ros.image_conversion import image_to_rgb
 
-    seen = {"examples": 0, "valid": 0, "processed": 0, "known_escapes": 0}
+    seen = {"examples": 0, "valid": 0, "processed": 0}
     valid_keys, stamp = set(), [0]
 
     @settings(max_examples=1000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -663,10 +655,8 @@ def test_fuzz_malformed_images_never_escape(harness):
         except ValueError as exc:
             ok = False
             assert str(exc)  # a reason, never an empty message
-        except Exception as exc:  # noqa: BLE001 - only the known, separately xfailed fault may get here
-            assert _known_conversion_escape(msg), f"{type(exc).__name__} escaped image_to_rgb: {exc}"
-            ok = False
-            seen["known_escapes"] += 1
+        except Exception as exc:  # noqa: BLE001 - the fuzz's finding: anything but ValueError is a bug
+            raise AssertionError(f"{type(exc).__name__} escaped image_to_rgb: {exc}") from exc
         before = harness.counts()
         stamp[0] += 1
         msg.header = header(Time(sec=100_000 + stamp[0], nanosec=7), "camera_optical_frame")

@@ -68,6 +68,10 @@ class _Stats:
     last_error: str = ""
     last_error_time: float = -1e9
     last_input_time: float = -1e9
+    last_stamp_ns: int = -1
+    backwards: int = 0  # input stamps earlier than the previous one (a bag loop, a clock reset)
+    last_backwards: str = ""
+    last_backwards_time: float = -1e9
 
 
 class PanopticNode(Node):
@@ -168,6 +172,11 @@ class PanopticNode(Node):
         h, w = predictor.input_size
         predictor.predict(np.zeros((h, w, 3), dtype=np.uint8))  # warm-up: first-call allocations, lazy init
         self.get_logger().info(f"model loaded and warmed up in {time.perf_counter() - t0:.1f} s")
+        # auto's reasons go to Python logging inside the runtime; users read the ROS log and /diagnostics.
+        self.backends_skipped = dict(getattr(predictor.backend, "skipped", {}) or {})
+        for name, reason in self.backends_skipped.items():
+            self.get_logger().info(f"backend {name} skipped: {reason}")
+        self.get_logger().info(f"backend {predictor.backend_name} in use")
         return predictor
 
     def _publisher(self, msg_type, topic: str, qos: QoSProfile):
@@ -204,6 +213,14 @@ class PanopticNode(Node):
                 st.dropped += 1
                 st.window_dropped += 1
             self._pending = _Frame(msg, compressed, now)
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            if stamp_ns < st.last_stamp_ns:  # processed anyway, with its own stamp; said once per jump
+                st.backwards += 1
+                st.last_backwards_time = now
+                st.last_backwards = (f"input stamps went backwards by {(st.last_stamp_ns - stamp_ns) / 1e9:.3f} s "
+                                     f"(bag loop or clock reset?)")
+                self.get_logger().warning(st.last_backwards)
+            st.last_stamp_ns = stamp_ns
             st.received += 1
             st.window_received += 1
             st.last_input_time = now
@@ -292,7 +309,9 @@ class PanopticNode(Node):
                       "input rate (Hz)": st.window_received / span, "output rate (Hz)": st.window_processed / span,
                       "frames received": st.received, "frames processed": st.processed,
                       "frames dropped (stale)": st.dropped, "frames with bad input": st.bad_input,
-                      "frames skipped (no subscribers)": st.idle}
+                      "frames skipped (no subscribers)": st.idle, "stamps gone backwards": st.backwards}
+            if self.backends_skipped:
+                values["backends skipped"] = "; ".join(f"{k}: {v}" for k, v in self.backends_skipped.items())
             for stage in STAGES:
                 samples = st.latencies[stage]
                 if samples:
@@ -302,6 +321,7 @@ class PanopticNode(Node):
             dropped, received = st.window_dropped, st.window_received
             recent_error = now - st.last_error_time < max(2 * self.config.diagnostics_period, 2.0)
             last_error, silent = st.last_error, now - st.last_input_time
+            recent_backwards = now - st.last_backwards_time < max(2 * self.config.diagnostics_period, 2.0)
             st.window_start, st.window_received, st.window_processed, st.window_dropped = now, 0, 0, 0
             for samples in st.latencies.values():
                 samples.clear()
@@ -310,6 +330,8 @@ class PanopticNode(Node):
             return "error", last_error, values
         if st.received == 0 or silent > max(3 * self.config.diagnostics_period, 3.0):
             return "warn", f"no images on {self.image_topic}", values
+        if recent_backwards:
+            return "warn", st.last_backwards, values
         if dropped:
             return "warn", f"processing slower than input: {dropped} of {received} frames skipped", values
         return "ok", "running", values

@@ -82,6 +82,10 @@ class CameraModel:
                 width, height = rw, rh
         K[0] /= bx
         K[1] /= by
+        w, h = int(width) // bx, int(height) // by
+        if not (0 < K[0, 2] < w and 0 < K[1, 2] < h):
+            raise ValueError(f"CameraInfo K puts the principal point at ({K[0, 2]:g}, {K[1, 2]:g}), outside the "
+                             f"{w}x{h} image: a calibration of another resolution?")
         D = np.zeros(5)
         d = np.asarray(d, dtype=np.float64).ravel()
         D[: min(5, d.size)] = d[:5]

@@ -346,8 +346,9 @@ class PanopticNode(Node):
         with self._lock:
             self._stop = True
             self._lock.notify_all()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=10.0)
+        worker = getattr(self, "_worker", None)  # absent when the constructor failed before starting it
+        if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
+            worker.join(timeout=10.0)
         super().destroy_node()
 
 

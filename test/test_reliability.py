@@ -329,9 +329,6 @@ def test_camera_info_of_another_resolution(harness, capfd):
                    width=640, height=480)
 
 
-@pytest.mark.xfail(strict=True, reason="node gap: a K whose principal point lies outside the image (a calibration "
-                                       "of another resolution with the right width/height) is accepted and gives a "
-                                       "wrong grid; CameraModel.from_camera_info / the node should reject it")
 def test_k_of_another_resolution_with_matching_size(harness, capfd):
     f = 640 / 2.0
     _grid_rejected(harness, capfd, "principal point", k=[f, 0.0, 640.0, 0.0, f, 480.0, 0.0, 0.0, 1.0])
@@ -534,9 +531,6 @@ def test_bad_checkpoint_stops_the_node_with_one_clear_line(bad_checkpoints, ros_
     assert "Traceback" not in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="node gap: free_classes / obstacle_classes are checked against the model's "
-                                       "taxonomy only when the first frame with a CameraInfo arrives (then every "
-                                       "frame fails); the node should build (or validate) them in its constructor")
 def test_misspelled_class_in_the_grid_classes_fails_at_start(checkpoint, ros_env):
     with pytest.raises(ValueError, match="rood"):
         Harness(checkpoint, ros_env, free_classes=["rood", "sidewalk"]).close()

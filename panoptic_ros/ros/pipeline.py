@@ -74,6 +74,11 @@ class FramePipeline:
         self.projector_options = {k: v for k, v in (("free_classes", free_classes),
                                                      ("obstacle_classes", obstacle_classes),
                                                      ("max_range", max_range)) if v is not None}
+        # Check class names now: found only at the first projected frame, a typo would fail every frame.
+        unknown = [c for c in [*(free_classes or ()), *(obstacle_classes or ())] if c not in self.taxonomy.by_name]
+        if unknown:
+            raise ValueError(f"free_classes / obstacle_classes name {unknown}, not classes of the model "
+                             f"({', '.join(self.taxonomy.names())})")
         self.camera_info_topic = camera_info_topic
         self._projector: GroundProjector | None = None
         self._projector_key = None

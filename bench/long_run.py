@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overload import Camera, NodeProcess, percentiles, ros_env  # noqa: E402
+from overload import Camera, NodeProcess, finish, percentiles, ros_env  # noqa: E402
 
 OUTPUTS = ("panoptic", "panoptic_ids", "semantic", "overlay", "grid", "markers")
 
@@ -130,13 +130,7 @@ def main(argv=None) -> int:
         "no output out of order or twice": in_order and duplicates == 0,
         "clean exit on SIGINT": code == 0 and "Traceback" not in node.text(),
     }
-    report["checks"] = checks
-    print(json.dumps({k: v for k, v in report.items() if k != "checks"}, indent=1))
-    for name, ok in checks.items():
-        print(f"{'PASS' if ok else 'FAIL'}  {name}")
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
-    return 0 if all(checks.values()) else 1
+    return finish(report, checks, args.out)
 
 
 if __name__ == "__main__":

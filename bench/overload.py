@@ -224,6 +224,17 @@ class Camera:
         self.thread.join(timeout=2.0)
 
 
+def finish(report: dict, checks: dict, out) -> int:
+    """Print the figures and each check as PASS / FAIL, write the JSON report; exit code 1 if any failed."""
+    report["checks"] = checks
+    print(json.dumps({k: v for k, v in report.items() if k != "checks"}, indent=1))
+    for name, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    if out:
+        out.write_text(json.dumps(report, indent=1))
+    return 0 if all(checks.values()) else 1
+
+
 def percentiles(values_ms) -> dict:
     v = np.asarray(values_ms, dtype=float)
     if v.size == 0:
@@ -333,13 +344,7 @@ def main(argv=None) -> int:
         "published stamps in order, none twice": report["published_in_order"],
         "clean exit on SIGINT": code == 0 and "Traceback" not in node.text(),
     }
-    report["checks"] = checks
-    print(json.dumps({k: v for k, v in report.items() if k != "checks"}, indent=1))
-    for name, ok in checks.items():
-        print(f"{'PASS' if ok else 'FAIL'}  {name}")
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
-    return 0 if all(checks.values()) else 1
+    return finish(report, checks, args.out)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def stamp(hdr) -> int:
 
 
 def test_write_bag_round_trip(checkpoint, offline):
-    from panoptic_ros.evaluation.run import _decode_panoptic
+    from panoptic_ros.ros.segmentation import from_panoptic_segmentation
     from panoptic_ros.predictor import Predictor
 
     bag, out_bag, report = offline
@@ -95,7 +95,7 @@ def test_write_bag_round_trip(checkpoint, offline):
 
     predictor = Predictor.from_checkpoint(checkpoint, backend="cpu", threads=1)
     for frame, (_, msg) in zip(frames, by_topic[f"{NODE}/panoptic"]):
-        ids, segments, _ = _decode_panoptic(msg)
+        ids, segments, _ = from_panoptic_segmentation(msg)
         assert np.array_equal(ids, predictor.predict(frame.image).panoptic)
 
     facts = json.loads((report / "report.json").read_text())

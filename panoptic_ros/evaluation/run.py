@@ -237,25 +237,6 @@ def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/
     return stats
 
 
-def _decode_panoptic(msg):
-    """(ids, segments, taxonomy) of a PanopticSegmentation read by rosbags (ROS-free twin of
-    ``ros.messages.from_panoptic_segmentation``)."""
-    from ..imaging import fields_to_image
-    from ..panoptic import Segment
-    from ..taxonomy import Category, Taxonomy
-
-    img = msg.panoptic
-    if img.encoding != "32SC1":
-        raise ValueError(f"PanopticSegmentation.panoptic must be 32SC1, got {img.encoding!r}")
-    ids = fields_to_image(img.height, img.width, img.encoding, img.is_bigendian, img.step, img.data)
-    taxonomy = Taxonomy([Category(int(c.id), int(c.train_id), c.name, tuple(int(v) for v in c.color),
-                                  bool(c.is_thing)) for c in msg.categories], "message")
-    segments = [Segment(int(s.id), int(s.category_id), bool(s.is_thing), int(s.area),
-                        (int(s.bbox.x_offset), int(s.bbox.y_offset), int(s.bbox.width), int(s.bbox.height)),
-                        float(s.score)) for s in msg.segments]
-    return ids, segments, taxonomy
-
-
 def read_predictions(path: Path, topic: str = PREDICTION_TOPIC) -> dict:
     """Recorded node outputs: ``{"by_stamp": {stamp: (log ns, raw CDR)}, "order": [stamps in log order],
     "published": {input stamp: publish ns}}`` (the last from the recorder's input topic, when present)."""
@@ -291,6 +272,7 @@ def evaluate_recorded(bag: Path, predictions: Path, out: Path | None, title: str
     """
     from ..data.bag import read_bag
     from ..panoptic import semantic_from_ids
+    from ..ros.segmentation import from_panoptic_segmentation
 
     pred = read_predictions(predictions, prediction_topic)
     order = pred["order"]
@@ -306,7 +288,7 @@ def evaluate_recorded(bag: Path, predictions: Path, out: Path | None, title: str
             continue
         matched.add(frame.stamp_ns)
         log_ns, data, msgtype = hit
-        ids, segments, msg_taxonomy = _decode_panoptic(pred["store"].deserialize_cdr(data, msgtype))
+        ids, segments, msg_taxonomy = from_panoptic_segmentation(pred["store"].deserialize_cdr(data, msgtype))
         if pq is None:
             taxonomy = msg_taxonomy
             pq, semantic = PQAccumulator(taxonomy), SemanticAccumulator(taxonomy)

@@ -20,7 +20,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from ..geometry import GridSpec
 from ..panoptic import PanopticResult, Segment, colorize
 from ..taxonomy import Category, Taxonomy
-from .image_conversion import image_to_numpy, numpy_to_image
+from .image_conversion import numpy_to_image
+from .segmentation import from_panoptic_segmentation  # noqa: F401 - the inverse of panoptic_segmentation
 
 # Generated from msg/ by rosidl (tools/build_msgs.sh or colcon).
 from panoptic_ros.msg import PanopticCategory, PanopticSegment, PanopticSegmentation
@@ -77,19 +78,6 @@ def panoptic_segmentation(result: PanopticResult, taxonomy: Taxonomy, hdr: Heade
         header=hdr, panoptic=ids_image if ids_image is not None else panoptic_ids_image(result.panoptic, hdr),
         segments=[segment_msg(s, taxonomy) for s in result.segments],
         categories=[category_msg(c) for c in taxonomy.categories])
-
-
-def from_panoptic_segmentation(msg: PanopticSegmentation) -> tuple[np.ndarray, list[Segment], Taxonomy]:
-    """Inverse of :func:`panoptic_segmentation`: the id map, the segment table and the taxonomy."""
-    if msg.panoptic.encoding != "32SC1":
-        raise ValueError(f"PanopticSegmentation.panoptic must be 32SC1, got {msg.panoptic.encoding!r}")
-    ids = image_to_numpy(msg.panoptic)
-    taxonomy = Taxonomy([Category(int(c.id), int(c.train_id), c.name, tuple(int(v) for v in c.color),
-                                  bool(c.is_thing)) for c in msg.categories], "message")
-    segments = [Segment(int(s.id), int(s.category_id), bool(s.is_thing), int(s.area),
-                        (int(s.bbox.x_offset), int(s.bbox.y_offset), int(s.bbox.width), int(s.bbox.height)),
-                        float(s.score)) for s in msg.segments]
-    return ids, segments, taxonomy
 
 
 # -- bird's-eye outputs ------------------------------------------------------------------------------------

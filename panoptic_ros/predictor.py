@@ -117,8 +117,9 @@ class Predictor:
         t1 = time.perf_counter()
         outputs = self.backend.run(x)
         t2 = time.perf_counter()
-        ids, scores, det = self.fuse(outputs, return_detections=True)
+        ids, det = self.fuse(outputs)
         t3 = time.perf_counter()
+        scores = det["scores"].cpu().numpy()
         results = [self._finish(ids[i], scores[i], image.shape[:2]) for i, image in enumerate(images)]
         for i, (image, result) in enumerate(zip(images, results)):
             result.detections = self._detections(det, i, image.shape[:2])
@@ -131,8 +132,9 @@ class Predictor:
     def predict(self, image: np.ndarray) -> PanopticResult:
         return self.predict_batch([image])[0]
 
-    def fuse(self, outputs: dict, return_detections: bool = False):
-        """Network outputs -> panoptic ids (B, H/s, W/s) (s = head_stride) and detection scores (B, K)."""
+    def fuse(self, outputs: dict) -> tuple[np.ndarray, dict]:
+        """Network outputs -> panoptic ids (B, H/s, W/s) (s = head_stride) and the padded detections the head
+        used (``boxes``, ``scores``, ``labels``, ``valid``; detection k owns instance k + 1)."""
         h, w = self.input_size
         if not all(bool(torch.isfinite(outputs[k]).all()) for k in ("semantic", "centers", "cls_logits")):
             raise FloatingPointError("the network produced NaN or inf; refusing to publish its output")
@@ -143,9 +145,7 @@ class Predictor:
         semantic = F.interpolate(outputs["semantic"], size=grid, mode="bilinear", align_corners=False)
         centers = F.interpolate(outputs["centers"], size=grid, mode="bilinear", align_corners=False) / s
         ids, _ = self.head(semantic, det["boxes"] / s, det["labels"], det["scores"], det["valid"], centers)
-        if return_detections:
-            return ids.cpu().numpy(), det["scores"].cpu().numpy(), det
-        return ids.cpu().numpy(), det["scores"].cpu().numpy()
+        return ids.cpu().numpy(), det
 
     def _detections(self, det: dict, i: int, size: tuple[int, int]) -> dict:
         """Valid detections of image ``i``, boxes scaled from the network input to the image's size."""

@@ -45,8 +45,8 @@ def main():
             outputs = predictor.backend.run(predictor.preprocess([sample.image]))
             for score, area, unknown in settings:
                 predictor.score_threshold, predictor.head = score, heads[(area, unknown)]
-                ids, scores = predictor.fuse(outputs)
-                result = predictor._finish(ids[0], scores[0], sample.image.shape[:2])
+                ids, det = predictor.fuse(outputs)
+                result = predictor._finish(ids[0], det["scores"][0].cpu().numpy(), sample.image.shape[:2])
                 accs[(score, area, unknown)].add(result.panoptic, result.segments, sample.panoptic, sample.segments)
     print("score  stuff_area  unknown |   PQ   PQth   PQst")
     ranked = sorted(settings, key=lambda s: -accs[s].result()["All"]["pq"])

@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 from ..data.bag import IMAGE_TOPIC, bag_topics, read_raw
+from .teardown import exit_if_stuck
+
+TEARDOWN_LIMIT_S = 10.0
 
 
 def message_class(msgtype: str):
@@ -109,6 +112,7 @@ def main(argv=None) -> int:
     node = None
     published = 0
     recording = None
+    exit_code = 0
     try:
         rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("panoptic_replay")
@@ -136,12 +140,14 @@ def main(argv=None) -> int:
             unknown = [t for t in inputs if t not in input_types]
             if unknown:
                 print(f"panoptic-replay: --record-inputs {unknown} are not played topics", file=sys.stderr)
-                return 1
+                exit_code = 1
+                return exit_code
             try:
                 recording = _start_recording(args, {t: input_types[t] for t in inputs})
             except (TimeoutError, ValueError, FileExistsError) as exc:
                 print(f"panoptic-replay: cannot record: {exc}", file=sys.stderr)
-                return 1
+                exit_code = 1
+                return exit_code
         time.sleep(args.delay)
         if args.wait_for_subscribers > 0:
             _wait_for_subscribers(publishers, args.wait_for_subscribers)
@@ -163,6 +169,8 @@ def main(argv=None) -> int:
         if not args.quiet:
             print(f"panoptic-replay: interrupted after {published} messages")
     finally:
+        # Playback is done: exit with its code even if DDS teardown hangs (main is a process entry point).
+        watchdog = exit_if_stuck(TEARDOWN_LIMIT_S, exit_code, "panoptic-replay")
         if recording is not None:
             recorder, spinner, rec_node = recording
             spinner.stop()
@@ -172,7 +180,8 @@ def main(argv=None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+        del watchdog  # left running on purpose: a hang may also come in interpreter exit, after main returns
+    return exit_code
 
 
 def _start_recording(args, inputs: dict):

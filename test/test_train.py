@@ -77,11 +77,40 @@ def test_bad_inputs_fail_clearly(tiny_data, tmp_path):
 def test_shipped_configs_build():
     from panoptic_ros.model.network import PanopticNet
 
-    for name in ("train_synthetic.yaml", "train_resnet50.yaml"):
+    for name in ("train_synthetic.yaml", "train_synthetic_stage2.yaml", "train_resnet50.yaml"):
         cfg = train.load_config(ROOT / "config" / name)
         model = PanopticNet.from_config(cfg["model"], taxonomy=Taxonomy.cityscapes())
         assert model.config["backbone"] == cfg["model"]["backbone"]
         train.lr_lambda(10, cfg["optim"], cfg["train"]["steps"])
+
+
+def test_second_stage_starts_from_weights_with_a_fresh_schedule(tiny_data, tmp_path):
+    first = tmp_path / "first"
+    common = ["--data", str(tiny_data / "train"), "--device", "cpu", "--no-val"]
+    assert train.main(["--config", str(tiny_data / "tiny.yaml"), "--out", str(first), "--steps", "2", *common]) == 0
+    stage2 = tmp_path / "stage2.yaml"  # states only what differs; the rest comes from its base
+    stage2.write_text(f"base: {tiny_data / 'tiny.yaml'}\noptim: {{lr: 1.0e-5}}\n")
+    cfg = train.load_config(stage2)
+    assert cfg["optim"]["lr"] == 1.0e-5 and cfg["input"]["height"] == 64 and cfg["model"]["fpn_channels"] == 32
+
+    second = tmp_path / "second"
+    assert train.main(["--config", str(stage2), "--out", str(second), "--steps", "1",
+                       "--init", str(first / "model.pt"), *common]) == 0
+    start, after = read_checkpoint(first / "model.pt"), read_checkpoint(second / "last.pt")
+    assert after["training_state"]["step"] == 1  # a new run, not a resumed one
+    assert after["metadata"]["training"]["train"]["init"] == str(first / "model.pt")
+    # One Adam step at lr 1e-5 moves each weight by at most ~1e-5: it started from the first stage's weights.
+    diffs = [float((after["state_dict"][k].float() - v.float()).abs().max())
+             for k, v in start["state_dict"].items() if v.is_floating_point()]
+    assert max(diffs) < 1e-4 and max(diffs) > 0
+
+    other = tmp_path / "other.yaml"
+    other.write_text(f"base: {tiny_data / 'tiny.yaml'}\nmodel: {{fpn_channels: 16}}\n")
+    with pytest.raises(SystemExit, match="holds network"):
+        train.main(["--config", str(other), "--out", str(tmp_path / "x"), "--init", str(first / "model.pt"), *common])
+    with pytest.raises(SystemExit, match="give one"):
+        train.main(["--config", str(stage2), "--out", str(tmp_path / "y"), "--init", str(first / "model.pt"),
+                    "--resume", str(first / "last.pt"), *common])
 
 
 def _validation_missing() -> str:

@@ -50,11 +50,12 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def load_config(path: str | Path | None) -> dict:
-    cfg = yaml.safe_load(Path(path).read_text()) if path else {}
-    unknown = set(cfg or {}) - set(DEFAULTS)
+    cfg = (yaml.safe_load(Path(path).read_text()) if path else {}) or {}
+    base = cfg.pop("base", None)  # a second stage states only what differs from its first
+    unknown = set(cfg) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown config sections {sorted(unknown)} in {path}; known: {sorted(DEFAULTS)}")
-    return merge(DEFAULTS, cfg or {})
+    return merge(load_config(Path(path).parent / base) if base else DEFAULTS, cfg)
 
 
 def open_reader(fmt: str, root: str, split: str):
@@ -163,6 +164,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-data", help="validation data (same format); overrides data.val")
     p.add_argument("--out", help="output folder; overrides out")
     p.add_argument("--resume", help="checkpoint with training state (OUT/last.pt) to continue from")
+    p.add_argument("--init", help="start from these weights (any checkpoint of the same network) with a fresh "
+                                  "optimizer and schedule: a second training stage")
     p.add_argument("--steps", type=int, help="total optimizer steps; overrides train.steps")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
@@ -180,6 +183,8 @@ def main(argv=None) -> int:
                        ("train", {"workers": args.workers})):
         cfg[key].update({k: v for k, v in value.items() if v is not None})
     cfg["out"] = args.out or cfg["out"]
+    if args.init:
+        cfg["train"]["init"] = str(args.init)  # provenance: the checkpoint metadata carries the training config
     if not cfg["data"]["train"]:
         raise SystemExit("panoptic-train: no training data: give --data or data.train in the config")
     if args.threads:
@@ -228,6 +233,14 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
     use_amp = bool(tcfg["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, best_pq = 0, -1.0
+    if args.resume and args.init:
+        raise SystemExit("panoptic-train: --resume continues a run, --init starts a new one from weights; give one")
+    if args.init:
+        payload = read_checkpoint(args.init)
+        if payload["metadata"].get("network") != model.config:
+            raise SystemExit(f"panoptic-train: {args.init} holds network {payload['metadata'].get('network')}, "
+                             f"the config asks for {model.config}")
+        model.load_state_dict(payload["state_dict"])
     if args.resume:
         payload = read_checkpoint(args.resume)
         if "training_state" not in payload:

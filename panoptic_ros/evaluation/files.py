@@ -1,7 +1,8 @@
 """Evaluate COCO-panoptic folders (JSON + RGB-encoded PNGs), the inputs of panopticapi's ``pq_compute``.
 
 Batches of frames are decoded and reduced to their PQ sums in a thread pool (inflate and numpy release
-the GIL), and added to one :class:`PQAccumulator` in file order.
+the GIL), and added to one :class:`PQAccumulator` in file order. A batch goes from PNG bytes to
+(gt id, pred id, pixels) runs without building id maps (:func:`.id_png.batch_runs`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .id_png import batch_runs, decode_id_png, png_rows, read_id_png
+from .id_png import batch_runs, decode_id_png, png_distinct_rows, read_id_png
 from .matching import concat_runs, id_runs
 from .pq import FrameStats, PQAccumulator
 
@@ -72,36 +73,42 @@ class PanopticFolders:
         return (read_id_png(self.gt_dir / gt_ann["file_name"]), gt_ann["segments_info"],
                 read_id_png(self.pred_dir / pred_ann["file_name"]), pred_ann["segments_info"])
 
-    def evaluate(self, workers: int | None = None, progress: bool = True, batch_size: int = 8) -> PQAccumulator:
-        """PQ over all pairs: batches of ``batch_size`` frames on ``workers`` threads (default: CPU count)."""
+    def evaluate(self, workers: int | None = None, progress: bool = True, batch_size: int = 32,
+                 keep_frames: bool = True) -> PQAccumulator:
+        """PQ over all pairs: batches of ``batch_size`` frames on ``workers`` threads (default: CPU count);
+        ``keep_frames``: per-frame summaries in the accumulator's ``frames`` (for reports)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        acc = PQAccumulator(self.categories)
+        acc = PQAccumulator(self.categories, keep_frames=keep_frames)
 
         def one_batch(start: int) -> list[FrameStats]:
             pairs = self.pairs[start:start + batch_size]
             files = [(self.gt_dir / gt["file_name"], self.pred_dir / pred["file_name"]) for gt, pred in pairs]
             data = [(_read_bytes(gt_file), _read_bytes(pred_file)) for gt_file, pred_file in files]
-            rows = [(png_rows(gt_png), png_rows(pred_png)) for gt_png, pred_png in data]  # inflated once
-            runs = batch_runs(rows)
-            if runs is None:  # mixed sizes or not the all-Sub layout: frame by frame, decoding if needed
+            images = [(png_distinct_rows(gt_png), png_distinct_rows(pred_png)) for gt_png, pred_png in data]
+            runs = batch_runs(images)
+            if runs is None:  # mixed widths or PNGs off the fast path: frame by frame, decoding if needed
                 runs = concat_runs([
-                    batch_runs([pair_rows])
-                    or id_runs(decode_id_png(gt_png, str(gt_file), pair_rows[0]),
-                               decode_id_png(pred_png, str(pred_file), pair_rows[1]))
-                    for (gt_png, pred_png), (gt_file, pred_file), pair_rows in zip(data, files, rows)])
+                    batch_runs([pair_images])
+                    or id_runs(decode_id_png(gt_png, str(gt_file), pair_images[0]),
+                               decode_id_png(pred_png, str(pred_file), pair_images[1]))
+                    for (gt_png, pred_png), (gt_file, pred_file), pair_images in zip(data, files, images)])
             return acc.evaluate_batch(runs, [pred["segments_info"] for _, pred in pairs],
                                       [gt["segments_info"] for gt, _ in pairs], [self.name(p) for p in pairs])
 
         pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+        # No tqdm at all without progress: even a disabled bar starts tqdm's monitor thread.
+        bar = tqdm(total=len(self), desc="PQ", unit="frame") if progress else None
         try:
-            with tqdm(total=len(self), desc="PQ", unit="frame", disable=not progress) as bar:
-                for batch in pool.map(one_batch, range(0, len(self), batch_size)):
-                    for stats in batch:
-                        acc.add_stats(stats)
+            for batch in pool.map(one_batch, range(0, len(self), batch_size)):
+                for stats in batch:
+                    acc.add_stats(stats)
+                if bar is not None:
                     bar.update(len(batch))
         finally:
             pool.shutdown(cancel_futures=True)  # on an error, do not decode the remaining frames
+            if bar is not None:
+                bar.close()
         return acc
 
 
@@ -109,4 +116,5 @@ def evaluate_folders(gt_json: str | Path, gt_dir: str | Path | None, pred_json: 
                      pred_dir: str | Path | None, workers: int | None = None, progress: bool = True
                      ) -> dict[str, Any]:
     """panopticapi's ``pq_compute`` result (plus counts and ``per_class`` by name) for the same inputs."""
-    return PanopticFolders(gt_json, gt_dir, pred_json, pred_dir).evaluate(workers, progress).result()
+    folders = PanopticFolders(gt_json, gt_dir, pred_json, pred_dir)
+    return folders.evaluate(workers, progress, keep_frames=False).result()

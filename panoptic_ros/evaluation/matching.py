@@ -24,7 +24,8 @@ MISSING_ROW = np.iinfo(np.int64).max  # local row of an id that is not in its fr
 
 
 class IdRuns(NamedTuple):
-    """Runs of equal (gt id, pred id) pixels in raster order; ``frame`` numbers the frames of a batch."""
+    """Runs of equal (gt id, pred id) pixels; ``length`` counts the pixels of each (a run may stand for the
+    same span on several rows); ``frame`` numbers the frames of a batch. Order does not matter."""
 
     gt: np.ndarray
     pred: np.ndarray
@@ -82,10 +83,9 @@ class SegmentTables:
         flat = [seg for segments in lists for seg in segments]
         try:
             if all(type(seg) is dict for seg in flat):  # COCO segments_info: the fast, common case
-                ids = [seg["id"] for seg in flat]
-                cats = [seg["category_id"] for seg in flat]
-                crowd = [seg.get("iscrowd", 0) or 0 for seg in flat]
-                areas = [seg.get("area", -1) for seg in flat]
+                fields = [(seg["id"], seg["category_id"], seg.get("iscrowd", 0), seg.get("area", -1)) for seg in flat]
+                ids, cats, crowd, areas = zip(*fields) if fields else ((), (), (), ())
+                crowd = [c or 0 for c in crowd]
             else:
                 ids = [_field(seg, "id") for seg in flat]
                 cats = [_field(seg, "category_id") for seg in flat]

@@ -5,7 +5,8 @@ on the network's own 1/4 logit grid (128 x 256), the segment table, and the naiv
 Y = [stuff logits; one masked logit map per detection] (the ~230 MB tensor the head avoids), against the
 forward pass of ``PanopticNet`` (resnet50) at 512 x 1024, or torchvision's ResNet-50-FPN backbone as a
 stand-in when the network cannot be built. Network and head runs alternate so both see the same machine load;
-the minimum over repeats is reported (the machine is shared). Goal: head < 5 % of the network.
+the minimum over repeats is reported (the machine is shared), in wall time and in process CPU time (all
+threads; with ``--threads 1`` it is the idle-machine wall time). Goal: head < 5 % of the network (wall time).
 
     .venv/bin/python bench/bench_head.py
     .venv/bin/python bench/bench_head.py --repeats 5 --detections 100 --threads 1
@@ -106,22 +107,26 @@ def main(argv=None) -> int:
         jobs[f"naive Y tensor + argmax @ {h}x{w} (reference point)"] = \
             lambda: naive_fusion(full[0], full[1], full[2], stuff_ids)
     best = {name: float("inf") for name in jobs}
+    best_cpu = dict(best)
     with torch.inference_mode():
         for name, job in jobs.items():  # warm-up
             job()
         for _ in range(args.repeats):  # interleaved, so every job sees the same load over time
             for name, job in jobs.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 job()
                 best[name] = min(best[name], time.perf_counter() - start)
+                best_cpu[name] = min(best_cpu[name], time.process_time() - start_cpu)
     x1, y1, x2, y2 = full[1][0].unbind(1)
     covered = ((x2.clamp(max=w) - x1.clamp(min=0)).clamp(min=0) * (y2.clamp(max=h) - y1.clamp(min=0)).clamp(min=0))
     print(f"CPU, {args.threads} torch thread(s), best of {args.repeats}; {args.detections} valid detections, "
           f"summed box area = {float(covered.sum()) / (h * w):.2f} x the image")
-    network = best[net_name]
-    print(f"{'component':<62} {'ms':>9} {'/ network':>10}")
+    network, network_cpu = best[net_name], best_cpu[net_name]
+    # Process CPU time (all threads) is what a loaded machine inflates least; wall time is the goal's measure.
+    print(f"{'component':<62} {'ms':>9} {'/ network':>10} {'CPU ms':>9} {'/ network':>10}")
     for name, seconds in best.items():
-        print(f"{name:<62} {seconds * 1e3:9.1f} {seconds / network:10.1%}")
+        print(f"{name:<62} {seconds * 1e3:9.1f} {seconds / network:10.1%} {best_cpu[name] * 1e3:9.1f} "
+              f"{best_cpu[name] / network_cpu:10.1%}")
     worst = max(best[f"head {p} @ {h}x{w}"] for p in POLICIES)
     verdict = "met" if worst < GOAL * network else "NOT met"
     print(f"goal head < {GOAL:.0%} of the network at {h}x{w} (slowest policy): {worst / network:.1%} -> {verdict}")

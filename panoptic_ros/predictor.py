@@ -107,7 +107,8 @@ class Predictor:
             if image.shape[0] < 8 or image.shape[1] < 8:
                 raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} px is too small to segment")
             resized = image if image.shape[:2] == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            batch[i] = (resized - self.mean) / self.std
+            np.subtract(resized, self.mean, out=batch[i])  # in place: no float temporaries
+            np.divide(batch[i], self.std, out=batch[i])
         return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 
     @torch.inference_mode()
@@ -117,10 +118,10 @@ class Predictor:
         t1 = time.perf_counter()
         outputs = self.backend.run(x)
         t2 = time.perf_counter()
-        ids, det = self.fuse(outputs)
+        ids, semantic, det = self._fuse(outputs)
         t3 = time.perf_counter()
         scores = det["scores"].cpu().numpy()
-        results = [self._finish(ids[i], scores[i], image.shape[:2]) for i, image in enumerate(images)]
+        results = [self._finish(ids[i], scores[i], image.shape[:2], semantic[i]) for i, image in enumerate(images)]
         for i, (image, result) in enumerate(zip(images, results)):
             result.detections = self._detections(det, i, image.shape[:2])
         t4 = time.perf_counter()
@@ -135,6 +136,11 @@ class Predictor:
     def fuse(self, outputs: dict) -> tuple[np.ndarray, dict]:
         """Network outputs -> panoptic ids (B, H/s, W/s) (s = head_stride) and the padded detections the head
         used (``boxes``, ``scores``, ``labels``, ``valid``; detection k owns instance k + 1)."""
+        ids, _, det = self._fuse(outputs)
+        return ids, det
+
+    def _fuse(self, outputs: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+        """:meth:`fuse` plus the head's semantic train ids (B, H/s, W/s) (equal to ``semantic_from_ids(ids)``)."""
         h, w = self.input_size
         if not all(bool(torch.isfinite(outputs[k]).all()) for k in ("semantic", "centers", "cls_logits")):
             raise FloatingPointError("the network produced NaN or inf; refusing to publish its output")
@@ -143,9 +149,12 @@ class Predictor:
         s = self.head_stride
         grid = (h // s, w // s)
         semantic = F.interpolate(outputs["semantic"], size=grid, mode="bilinear", align_corners=False)
-        centers = F.interpolate(outputs["centers"], size=grid, mode="bilinear", align_corners=False) / s
-        ids, _ = self.head(semantic, det["boxes"] / s, det["labels"], det["scores"], det["valid"], centers)
-        return ids.cpu().numpy(), det
+        centers = F.interpolate(outputs["centers"], size=grid, mode="bilinear", align_corners=False)
+        boxes = det["boxes"]
+        if s > 1:
+            centers, boxes = centers / s, boxes / s
+        ids, semantic = self.head(semantic, boxes, det["labels"], det["scores"], det["valid"], centers)
+        return ids.cpu().numpy(), semantic.cpu().numpy(), det
 
     def _detections(self, det: dict, i: int, size: tuple[int, int]) -> dict:
         """Valid detections of image ``i``, boxes scaled from the network input to the image's size."""
@@ -156,8 +165,13 @@ class Predictor:
         return {"boxes": det["boxes"][i].cpu().numpy()[valid] * scale, "scores": det["scores"][i].cpu().numpy()[valid],
                 "category_ids": self.taxonomy.ids[labels]}
 
-    def _finish(self, ids: np.ndarray, scores: np.ndarray, size: tuple[int, int]) -> PanopticResult:
-        if ids.shape != tuple(size):
+    def _finish(self, ids: np.ndarray, scores: np.ndarray, size: tuple[int, int],
+                semantic: np.ndarray | None = None) -> PanopticResult:
+        if semantic is None:
+            semantic = semantic_from_ids(ids, self.taxonomy)
+        if ids.shape != tuple(size):  # nearest: the semantic of the resized ids is the resized semantic
             ids = cv2.resize(ids.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+            semantic = cv2.resize(semantic, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
         ids = ids.astype(np.int32, copy=False)
-        return PanopticResult(ids, semantic_from_ids(ids, self.taxonomy), segments_from_output(ids, scores, self.taxonomy))
+        return PanopticResult(ids, semantic.astype(self.taxonomy.id_to_train.dtype, copy=False),
+                              segments_from_output(ids, scores, self.taxonomy))

@@ -336,3 +336,26 @@ def test_stuff_threshold_scales_with_image_area():
     assert scale_stuff_area_threshold(128, 256) == 437
     with pytest.raises(ValueError):
         scale_stuff_area_threshold(0, 10)
+
+
+def test_signed_zero_logits_tie_between_classes_goes_to_the_lower_index():
+    # Car (detection 0) at -0.0 and person (detection 1) at +0.0 compare equal: Y's first maximum is the lower
+    # detection index, whatever the sign bit (the head orders logits through their bits).
+    logits = torch.full((1, CITYSCAPES.num_classes, 4, 12), -1.0)
+    logits[0, CAR] = -0.0
+    logits[0, PERSON] = 0.0
+    head = PanopticHead.from_taxonomy(CITYSCAPES, unknown=False, stuff_area_threshold=0)
+    ids, _ = head(logits, *dets([[0, 0, 12, 4], [0, 0, 12, 4]], [CAR, PERSON], [0.5, 0.9]), torch.zeros(1, 2, 4, 12))
+    assert (ids == 26001).all()
+    ids, _ = head(logits, *dets([[0, 0, 12, 4], [0, 0, 12, 4]], [PERSON, CAR], [0.5, 0.9]), torch.zeros(1, 2, 4, 12))
+    assert (ids == 24001).all()
+
+
+def test_segment_table_of_unknown_categories_is_an_error():
+    ids = np.full((4, 6), 7000, np.int32)
+    ids[0, 0] = 5000  # category 5 is not in the Cityscapes taxonomy
+    with pytest.raises(ValueError, match="unknown category"):
+        segments_from_output(ids, np.zeros(0, np.float32), CITYSCAPES)
+    ids[0, 0] = 0
+    assert [(s.id, s.area, s.bbox) for s in segments_from_output(ids, np.zeros(0), CITYSCAPES)] == \
+        [(7000, 23, (0, 0, 6, 4))]

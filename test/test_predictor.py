@@ -94,3 +94,21 @@ def test_bad_images_and_non_finite_outputs_are_refused(model_and_meta):
     outputs["semantic"][0, 0, 0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="NaN or inf"):
         p.fuse(outputs)
+
+
+def test_bench_times_each_head_stride_side_by_side(model_and_meta, tmp_path, monkeypatch):
+    import json
+
+    from panoptic_ros.model.checkpoint import save_checkpoint
+    from panoptic_ros.runtime import bench
+
+    model, meta = model_and_meta
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, meta)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # keep this process's thread setting
+    out = tmp_path / "bench.json"
+    assert bench.main(["--model", str(ckpt), "--backends", "cpu", "--frames", "1", "--warmup", "0",
+                       "--head-strides", "1,4", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [(r["backend"], r["head_stride"]) for r in results] == [("cpu", 1), ("cpu", 4)]
+    assert all(r["end_to_end_over_network"] > 1 for r in results)
+    assert bench.main(["--model", str(ckpt), "--backends", "cpu", "--head-strides", "3"]) == 2

@@ -10,6 +10,12 @@ Frames: ``SyntheticWorld(WorldConfig(width=W, height=H), seed=2).frame(i)``, ren
 the camera of frame 0 for the grid (a vehicle's camera does not move). Reports medians over ``--frames``
 after ``--warmup`` frames, the end-to-end median (each frame timed as a whole) and end-to-end / network.
 Figures are for the device each backend ran on (recorded from torch); nothing is extrapolated.
+
+On a shared machine wall time also counts the time spent waiting for a core, so the same ratio is also
+given in process CPU time (``cpu_end_to_end_over_network``; with ``--threads 1`` it is what the wall-time ratio
+would be on an idle core; meaningless for GPU backends, whose network time is not host CPU time).
+``--head-strides 1,2`` times the Predictor's ``head_stride`` options side by side (2 and 4 approximate the
+head on a coarser grid: see the README for their PQ).
 """
 from __future__ import annotations
 
@@ -36,11 +42,14 @@ class _Synchronised(Backend):
 
     def __init__(self, inner: Backend):
         self.inner, self.name, self.device, self.input_size = inner, inner.name, inner.device, inner.input_size
+        self.last_cpu_ms = 0.0  # process CPU time of the last run
 
     def run(self, images):
+        start = time.process_time()
         out = self.inner.run(images)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        self.last_cpu_ms = 1e3 * (time.process_time() - start)
         return out
 
 
@@ -84,19 +93,22 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup: int, encode) -> dict:
+def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup: int, encode,
+            head_stride: int = 1) -> dict:
     """Per-stage and end-to-end medians (ms) of ``backend`` over ``frames`` (the first ``warmup`` untimed)."""
     from ..bev import ProjectorCache
     from ..imaging import fields_to_image, image_to_fields
     from ..predictor import Predictor
 
-    predictor = Predictor(model, metadata, backend=_Synchronised(backend))
+    synchronised = _Synchronised(backend)
+    predictor = Predictor(model, metadata, backend=synchronised, head_stride=head_stride)
     projector = ProjectorCache(grid, predictor.taxonomy)
     camera = frames[0].camera
     messages = [image_to_fields(f.image, "rgb8") for f in frames]
     times = {s: [] for s in STAGES}
-    total = []
+    total, cpu_total, cpu_network = [], [], []
     for i, (frame, fields) in enumerate(zip(frames, messages)):
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         rgb = fields_to_image(**fields)
         t1 = time.perf_counter()
@@ -106,6 +118,7 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
         t3 = time.perf_counter()
         encode(result, rgb, bev, frame.stamp_ns)
         t4 = time.perf_counter()
+        cpu4 = time.process_time()
         if i < warmup:
             continue
         ms = result.timings_ms
@@ -114,17 +127,25 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
                              ("grid", 1e3 * (t3 - t2)), ("encode", 1e3 * (t4 - t3))):
             times[stage].append(value)
         total.append(1e3 * (t4 - t0))
+        cpu_total.append(1e3 * (cpu4 - cpu0))
+        cpu_network.append(synchronised.last_cpu_ms)
     stages = {s: round(statistics.median(v), 3) for s, v in times.items()}
     end_to_end = statistics.median(total)
     return {"backend": backend.name, "device": _device_name(backend.device),
             "input_size": list(predictor.input_size), "image_size": [int(v) for v in frames[0].image.shape[:2]],
             "stages_ms": stages, "end_to_end_ms": round(end_to_end, 3),
             "end_to_end_over_network": round(end_to_end / stages["network"], 4),
-            "frames": len(total), "describe": backend.describe()}
+            # Process CPU time: what a loaded machine inflates least (wall time also counts waiting for a core).
+            "cpu_ms": {"network": round(statistics.median(cpu_network), 3),
+                       "end_to_end": round(statistics.median(cpu_total), 3)},
+            "cpu_end_to_end_over_network": round(statistics.median(cpu_total)
+                                                 / max(statistics.median(cpu_network), 1e-9), 4),
+            "frames": len(total), "head_stride": head_stride, "describe": backend.describe()}
 
 
 def _table(results: list[dict]) -> str:
-    names = [r["backend"] for r in results]
+    strided = any(r["head_stride"] != 1 for r in results)
+    names = [r["backend"] + (f" s{r['head_stride']}" if strided else "") for r in results]
     width = max(12, *(len(n) + 2 for n in names))
     lines = ["stage (median ms)".ljust(20) + "".join(n.rjust(width) for n in names)]
     for stage in STAGES:
@@ -132,6 +153,8 @@ def _table(results: list[dict]) -> str:
     lines.append("end to end".ljust(20) + "".join(f"{r['end_to_end_ms']:{width}.2f}" for r in results))
     lines.append("end to end / network".ljust(20) + "".join(f"{r['end_to_end_over_network']:{width}.3f}"
                                                            for r in results))
+    lines.append("same, CPU time".ljust(20) + "".join(f"{r['cpu_end_to_end_over_network']:{width}.3f}"
+                                                     for r in results))
     return "\n".join(lines)
 
 
@@ -147,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3, help="untimed frames first (builds lookups, warms caches)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
                    help="camera image size (default: the network input size, so no resize)")
+    p.add_argument("--head-strides", default="1",
+                   help="comma-separated Predictor head_stride values to time per backend (1 = exact head at "
+                        "the input size; 2, 4 = coarser head grid, an approximation: see the README's PQ)")
     p.add_argument("--threads", type=int, help="CPU threads for torch / onnxruntime (default: library default)")
     p.add_argument("--cache-dir", type=Path, help="cache of compiled models (default $PANOPTIC_ROS_CACHE or "
                                                   "~/.cache/panoptic_ros)")
@@ -178,6 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not names or unknown:
         print(f"panoptic-bench: unknown backends {unknown}; choose from auto, {', '.join(AUTO_ORDER)}", file=sys.stderr)
         return 2
+    try:
+        strides = [int(v) for v in args.head_strides.split(",") if v.strip()]
+    except ValueError:
+        strides = []
+    if not strides or any(v not in (1, 2, 4) for v in strides):
+        print(f"panoptic-bench: --head-strides must list values among 1, 2, 4, got {args.head_strides!r}",
+              file=sys.stderr)
+        return 2
     h, w = metadata["input_size"]
     width, height = args.image_size or (w, h)
     world = SyntheticWorld(WorldConfig(width=width, height=height), seed=2)
@@ -193,9 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped[name] = str(exc)
             print(f"{name}: skipped ({exc})")
             continue
-        print(f"{name}: running {args.warmup} + {args.frames} frames on {_device_name(backend.device)} ...", flush=True)
-        results.append(measure(backend, model, metadata, frames, world.config.grid, args.warmup, encode))
-        results[-1]["requested"] = name
+        for stride in strides:
+            print(f"{name}: running {args.warmup} + {args.frames} frames on {_device_name(backend.device)} "
+                  f"(head_stride {stride}) ...", flush=True)
+            results.append(measure(backend, model, metadata, frames, world.config.grid, args.warmup, encode,
+                                   head_stride=stride))
+            results[-1]["requested"] = name
     load_after = os.getloadavg()
     report = {"device": _device_name(torch.device("cuda")) if torch.cuda.is_available() else _device_name(torch.device("cpu")),
               "cuda_available": torch.cuda.is_available(), "torch": torch.__version__, "model": str(path),

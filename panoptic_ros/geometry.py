@@ -207,3 +207,81 @@ class GridSpec:
         r = np.floor((np.asarray(y) - self.y_min) / self.resolution).astype(np.int64)
         inside = (c >= 0) & (c < self.width) & (r >= 0) & (r < self.height)
         return r, c, inside
+
+
+# -- camera pose <-> TF transform of the optical frame ---------------------------------------------------------------
+# ROS image frames (sensor_msgs/Image header.frame_id, usually ``*_optical_frame``) are optical frames (REP 103:
+# z forward, x right, y down). TF holds ``parent <- optical`` as translation + unit quaternion (x, y, z, w); these
+# turn that into the camera *body* Pose the rest of the project uses (x forward, y left, z up, pitch > 0 looks down).
+# Hand-written: ~20 lines of textbook formulas, not worth a dependency (scipy / transforms3d are not installed).
+QUATERNION_TOLERANCE = 1e-3  # |norm - 1| accepted as rounding in a message; more is a broken publisher
+
+
+def quaternion_from_rotation(R: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a 3x3 rotation matrix (Shepperd's method), with w >= 0."""
+    R = np.asarray(R, dtype=np.float64)
+    tr = np.trace(R)
+    if tr > 0:
+        s = 2.0 * np.sqrt(tr + 1.0)
+        q = np.array([(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s])
+    else:
+        i = int(np.argmax(np.diag(R)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
+        q = np.zeros(4)
+        q[i], q[j], q[k], q[3] = 0.25 * s, (R[j, i] + R[i, j]) / s, (R[k, i] + R[i, k]) / s, (R[k, j] - R[j, k]) / s
+    q /= np.linalg.norm(q)
+    return tuple(float(v) for v in (q if q[3] >= 0 else -q))
+
+
+def rotation_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """3x3 rotation of a unit quaternion (x, y, z, w). ValueError if it is not finite or not unit length
+    (within :data:`QUATERNION_TOLERANCE`; small rounding is normalised away)."""
+    q = np.array([x, y, z, w], dtype=np.float64)
+    n = float(np.linalg.norm(q))
+    if not np.all(np.isfinite(q)) or abs(n - 1.0) > QUATERNION_TOLERANCE:
+        raise ValueError(f"quaternion (x, y, z, w) = {tuple(float(v) for v in q)} has norm {n:.6g}, not 1: "
+                         "not a rotation")
+    x, y, z, w = q / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def pose_from_body_rotation(R: np.ndarray, translation) -> Pose:
+    """The :class:`Pose` with rotation ``R`` (= Rz(yaw) Ry(pitch) Rx(roll)) and position ``translation``.
+
+    At pitch = +-pi/2 only yaw - roll (or yaw + roll) is defined; roll is then 0."""
+    R = np.asarray(R, dtype=np.float64)
+    t = [float(v) for v in np.asarray(translation, dtype=np.float64).ravel()]
+    if len(t) != 3 or not np.all(np.isfinite(t)):
+        raise ValueError(f"translation must be three finite numbers (x, y, z), got {translation!r}")
+    pitch = float(np.arcsin(np.clip(-R[2, 0], -1.0, 1.0)))
+    if np.hypot(R[0, 0], R[1, 0]) > 1e-9:
+        roll = float(np.arctan2(R[2, 1], R[2, 2]))
+        yaw = float(np.arctan2(R[1, 0], R[0, 0]))
+    else:  # gimbal lock: R[0:2, 1:3] only holds yaw -+ roll
+        roll = 0.0
+        yaw = float(np.arctan2(-R[0, 1], R[1, 1]))
+    return Pose(t[0], t[1], t[2], roll, pitch, yaw)
+
+
+def pose_from_optical_transform(translation, quaternion_xyzw) -> Pose:
+    """The camera body :class:`Pose` from TF's ``parent <- optical frame`` transform.
+
+    Args:
+        translation: (x, y, z) of the optical frame's origin in the parent frame, metres.
+        quaternion_xyzw: orientation of the optical frame (z forward, x right, y down) in the parent frame.
+
+    The result equals the ``camera.*`` parameters that describe the same camera: ``CameraModel(pose=...)``
+    then projects exactly as the transform says. ValueError for a quaternion that is not a rotation.
+    """
+    R_optical = rotation_from_quaternion(*[float(v) for v in quaternion_xyzw])
+    return pose_from_body_rotation(R_optical @ BODY_FROM_OPTICAL.T, translation)
+
+
+def optical_transform_from_pose(pose: Pose) -> tuple[tuple[float, float, float], tuple[float, float, float, float]]:
+    """(translation xyz, quaternion xyzw) of the optical frame of a camera at ``pose``: what TF holds for
+    ``parent <- camera_optical_frame`` (the inverse of :func:`pose_from_optical_transform`)."""
+    q = quaternion_from_rotation(pose.rotation() @ BODY_FROM_OPTICAL)
+    return (float(pose.x), float(pose.y), float(pose.z)), q

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import signal
+import os
 import sys
 import threading
 import time
@@ -27,21 +27,27 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from . import resources
 from .ros import messages
+from .ros.camera_pose import CameraPoseUnavailable, ParameterCameraPose, TfCameraPose, choose_source
 from .ros.pipeline import OUTPUTS, BadImage, FramePipeline
 from .ros.params import PARAMETERS, NodeConfig, help_text
+from .ros.shutdown import EXIT_FATAL, EXIT_SIGNAL, ShutdownSignals
+from .ros.throttle import ReasonThrottle, reason_code
 
 from panoptic_ros.msg import PanopticSegmentation  # generated from msg/
 
 NODE_NAME = "panoptic_node"
 STAGES = ("wait", "decode", "preprocess", "network", "head", "postprocess", "bev", "publish", "total")
+GRID_OUTPUTS = frozenset({"grid", "markers"})
+LOG_PERIOD_S = 1.0  # at most one log line a second per kind of problem
 
 
 @dataclass
@@ -72,6 +78,8 @@ class _Stats:
     backwards: int = 0  # input stamps earlier than the previous one (a bag loop, a clock reset)
     last_backwards: str = ""
     last_backwards_time: float = -1e9
+    consecutive_failures: int = 0  # frames in a row that failed in the backend (reset by a processed frame)
+    grid_wait: tuple | None = None  # (key, why): the grid and markers are wanted but were not built
 
 
 class PanopticNode(Node):
@@ -87,7 +95,10 @@ class PanopticNode(Node):
         self._stop = False
         self._stats = _Stats()
         self._warned = set()
+        self._throttle = ReasonThrottle(LOG_PERIOD_S)
+        self.fatal_reason = ""  # set when the node stops itself (max_consecutive_failures)
 
+        self.camera_pose = self._camera_pose_source()  # before the model: a wrong setting fails fast
         self.predictor = self._load_predictor()
         self.taxonomy = self.predictor.taxonomy
 
@@ -150,6 +161,19 @@ class PanopticNode(Node):
             values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
         return NodeConfig.from_values({k: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
                                        for k, v in values.items()})
+
+    def _camera_pose_source(self):
+        """ParameterCameraPose or TfCameraPose, by camera_pose_source; the choice and why are logged once."""
+        cfg = self.config
+        source, why, tf2_ros = choose_source(cfg.camera_pose_source)
+        if source == "tf":
+            self._tf_buffer = tf2_ros.Buffer()
+            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)  # spun by the node's executor
+            provider = TfCameraPose(self._tf_buffer, cfg.output_frame, cfg.tf_timeout, cfg.camera_frame)
+        else:
+            provider = ParameterCameraPose(cfg.camera_pose)
+        self.get_logger().info(f"{provider.describe()} ({why})")
+        return provider
 
     def _load_predictor(self):
         from .predictor import Predictor
@@ -229,6 +253,8 @@ class PanopticNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._lock:
             self._camera_info = msg
+            if self._stats.grid_wait is not None and self._stats.grid_wait[0] == "no_info":
+                self._stats.grid_wait = None
 
     # -- worker ------------------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -242,8 +268,10 @@ class PanopticNode(Node):
                 camera_info = self._camera_info
             try:
                 self._process(frame, camera_info)
+            except ValueError as exc:  # the predictor's verdict on the input (e.g. too small), not a backend fault
+                self._bad_frame(frame, f"processing failed: {type(exc).__name__}: {exc}", "input")
             except Exception as exc:  # noqa: BLE001 - the node must outlive any one frame
-                self._bad_frame(frame, f"processing failed: {type(exc).__name__}: {exc}")
+                self._backend_failure(frame, exc)
 
     def _process(self, frame: _Frame, camera_info: CameraInfo | None) -> None:
         """The pipeline on one frame (only the outputs somebody subscribes to), then publish and count."""
@@ -253,18 +281,28 @@ class PanopticNode(Node):
             with self._lock:
                 self._stats.idle += 1
             return
+        grid_wanted = bool(wanted & GRID_OUTPUTS)
+        pose, grid_wait = None, None
+        if grid_wanted and isinstance(self.camera_pose, TfCameraPose):
+            pose, grid_wait = self._pose_from_tf(frame)
+            if pose is None:
+                wanted = wanted - GRID_OUTPUTS
         try:
-            out = self.pipeline.process(frame.msg, camera_info, wanted)
+            out = self.pipeline.process(frame.msg, camera_info, wanted, pose)
         except BadImage as exc:
-            self._bad_frame(frame, str(exc))
+            self._bad_frame(frame, str(exc), "image")
             return
         for level, key, text in out.events:
             if level == "error":
-                self._bad_frame(frame, text, count=False)
+                self._bad_frame(frame, text, key, count=False)
             elif level == "warning":
                 self._warn_once(key, text)
+                if key == "no_info":
+                    grid_wait = (key, text)
             else:
                 self.get_logger().info(text)
+        if self._stop:  # shutting down: the publishers may be gone
+            return
         t_publish = time.monotonic()
         for name, msg in out.messages.items():
             self._outputs[name].publish(msg)
@@ -279,20 +317,76 @@ class PanopticNode(Node):
             st = self._stats
             st.processed += 1
             st.window_processed += 1
+            st.consecutive_failures = 0
+            st.grid_wait = grid_wait if grid_wanted else None
             for k, v in times.items():
                 if k in st.latencies:
                     st.latencies[k].append(float(v))
 
     # -- errors and diagnostics ------------------------------------------------------------------------
-    def _bad_frame(self, frame: _Frame, reason: str, count: bool = True) -> None:
+    def _pose_from_tf(self, frame: _Frame) -> tuple:
+        """(this frame's camera pose or None, (key, why) when there is none)."""
+        header = frame.msg.header
+        source = self.camera_pose.frame_of(header.frame_id)
+        if source and "optical" not in source:
+            self._warn_once("tf_frame", f"looking up the camera pose of {source!r} in TF as an optical frame (z "
+                                        "forward, x right, y down: REP 103 for images); if it is a body frame (x "
+                                        "forward), set camera_frame to its *_optical_frame child")
+        try:
+            return self.camera_pose.pose_for(header.frame_id, header.stamp), None
+        except CameraPoseUnavailable as exc:
+            why = f"no camera pose, ~/grid and ~/markers not published: {exc}"
+            self._log_throttled("warning", reason_code("tf", str(exc)), self._frame_text(frame, why))
+            return None, ("tf", why)
+
+    def _frame_text(self, frame: _Frame, reason: str) -> str:
         stamp = frame.msg.header.stamp
-        text = f"frame {stamp.sec}.{stamp.nanosec:09d} on {self.image_topic}: {reason}"
-        self.get_logger().error(text, throttle_duration_sec=1.0)
+        return f"frame {stamp.sec}.{stamp.nanosec:09d} on {self.image_topic}: {reason}"
+
+    def _log_throttled(self, level: str, key: str, text: str) -> None:
+        """Log ``text`` unless a line of the same kind (``key``) went out less than LOG_PERIOD_S ago."""
+        with self._lock:
+            log, suppressed = self._throttle.check(key, time.monotonic())
+        if log:
+            more = f" ({suppressed} more like this since the last such line)" if suppressed else ""
+            getattr(self.get_logger(), level)(text + more)
+
+    def _bad_frame(self, frame: _Frame, reason: str, kind: str = "error", count: bool = True) -> None:
+        """Report a frame that produced no output (or, ``count=False``, lost its grid): a log line throttled per
+        kind of problem (``kind`` + the reason's wording), the ERROR diagnostic, the bad-input counter."""
+        text = self._frame_text(frame, reason)
+        self._log_throttled("error", reason_code(kind, reason), text)
         with self._lock:
             if count:
                 self._stats.bad_input += 1
             self._stats.last_error = text
             self._stats.last_error_time = time.monotonic()
+
+    def _backend_failure(self, frame: _Frame, exc: Exception) -> None:
+        """A frame failed in the backend (or later): reported like bad input; max_consecutive_failures in a
+        row stop the node."""
+        if self._stop:  # an error caused by the shutdown itself is no news
+            return
+        reason = f"processing failed: {type(exc).__name__}: {exc}"
+        self._bad_frame(frame, reason, "backend")
+        limit = self.config.max_consecutive_failures
+        with self._lock:
+            self._stats.consecutive_failures += 1
+            failures = self._stats.consecutive_failures
+        if limit and failures >= limit:
+            self._fatal(f"{failures} consecutive frames failed in the backend (max_consecutive_failures {limit}); "
+                        f"last: {type(exc).__name__}: {exc}")
+
+    def _fatal(self, reason: str) -> None:
+        """Stop the node: one FATAL line, the worker ends, the node's context shuts down (main exits 1)."""
+        with self._lock:
+            if self.fatal_reason:
+                return
+            self.fatal_reason = reason
+            self._stop = True
+            self._lock.notify_all()
+        self.get_logger().fatal(f"stopping: {reason}")
+        self.context.try_shutdown()
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
@@ -309,7 +403,9 @@ class PanopticNode(Node):
                       "input rate (Hz)": st.window_received / span, "output rate (Hz)": st.window_processed / span,
                       "frames received": st.received, "frames processed": st.processed,
                       "frames dropped (stale)": st.dropped, "frames with bad input": st.bad_input,
-                      "frames skipped (no subscribers)": st.idle, "stamps gone backwards": st.backwards}
+                      "frames skipped (no subscribers)": st.idle, "stamps gone backwards": st.backwards,
+                      "consecutive backend failures": st.consecutive_failures,
+                      "camera pose source": self.camera_pose.source}
             if self.backends_skipped:
                 values["backends skipped"] = "; ".join(f"{k}: {v}" for k, v in self.backends_skipped.items())
             for stage in STAGES:
@@ -321,6 +417,7 @@ class PanopticNode(Node):
             dropped, received = st.window_dropped, st.window_received
             recent_error = now - st.last_error_time < max(2 * self.config.diagnostics_period, 2.0)
             last_error, silent = st.last_error, now - st.last_input_time
+            grid_wait = st.grid_wait
             recent_backwards = now - st.last_backwards_time < max(2 * self.config.diagnostics_period, 2.0)
             st.window_start, st.window_received, st.window_processed, st.window_dropped = now, 0, 0, 0
             for samples in st.latencies.values():
@@ -330,6 +427,8 @@ class PanopticNode(Node):
             return "error", last_error, values
         if st.received == 0 or silent > max(3 * self.config.diagnostics_period, 3.0):
             return "warn", f"no images on {self.image_topic}", values
+        if grid_wait is not None:
+            return "warn", grid_wait[1], values
         if recent_backwards:
             return "warn", st.last_backwards, values
         if dropped:
@@ -342,53 +441,90 @@ class PanopticNode(Node):
             self.get_clock().now().to_msg(), f"{self.get_name()}: panoptic segmentation", level, message, values,
             hardware_id=self.predictor.backend_name))
 
-    def destroy_node(self) -> None:
+    def destroy_node(self, join_timeout_s: float = 1.0) -> None:
+        """Stop the worker (waiting up to ``join_timeout_s`` for the frame in flight), then destroy the node.
+        A frame still running after that is abandoned: it publishes nothing once the node is stopping."""
         with self._lock:
             self._stop = True
             self._lock.notify_all()
         worker = getattr(self, "_worker", None)  # absent when the constructor failed before starting it
         if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
-            worker.join(timeout=10.0)
+            worker.join(timeout=join_timeout_s)
         super().destroy_node()
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``panoptic_node [--ros-args ...]``: run the node until SIGINT / SIGTERM."""
+    """``panoptic_node [--ros-args ...]``: run the node until SIGINT / SIGTERM.
+
+    Exit codes: 0 after SIGINT / SIGTERM (in any phase: loading, engine build, running), 1 after a fatal error
+    (start-up failure, max_consecutive_failures). Run as a command (``argv`` None) the process ends right after
+    the cleanup (:meth:`ShutdownSignals.finish`), or by the watchdog if the cleanup hangs. Called with ``argv``
+    (tests, in-process) main returns the code and never ends the process: signals then only stop a running node.
+    """
     from rclpy.utilities import remove_ros_args
 
+    exit_process = argv is None
     argv = list(sys.argv if argv is None else [sys.argv[0], *argv])
     parser = argparse.ArgumentParser(
         prog="panoptic_node", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="ROS 2 node: panoptic segmentation of a camera stream with a bird's-eye occupancy grid.\n"
                     "Topics: subscribes image (or image/compressed), camera_info; publishes ~/panoptic, "
                     "~/panoptic_ids,\n~/semantic, ~/overlay, ~/grid, ~/markers, /diagnostics.\n"
+                    "SIGINT / SIGTERM: exit 0 within 2 s, also while the model loads; fatal errors: exit 1.\n"
                     "Example: panoptic_node --ros-args -r image:=/camera/image_raw -r camera_info:=/camera/"
                     "camera_info --params-file config/panoptic.yaml",
         epilog=help_text())
     parser.parse_args(remove_ros_args(argv)[1:])
-    # Until rclpy.init installs its handlers, SIGTERM ends the process like SIGINT: quietly.
-    signal.signal(signal.SIGTERM, _interrupt)
-    node = None
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    # Before rclpy.init and the model load: a signal at any moment from here on ends the process quietly.
+    signals = ShutdownSignals(lambda level, text: getattr(logger, level)(text),
+                              exit_process=os._exit if exit_process else _stay).install()
     try:
-        rclpy.init(args=argv)
-        node = PanopticNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # noqa: BLE001 - a startup error is one clear line, not a traceback
-        if not rclpy.ok():  # interrupted while loading: not an error
-            return 0
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"{type(exc).__name__}: {exc}")
-        return 1
+        code = _run(argv, signals, logger)
     finally:
-        if node is not None:
-            node.destroy_node()
+        if not exit_process:
+            signals.uninstall()
+    if exit_process:
+        signals.finish(code)
+    return code
+
+
+def _stay(code: int) -> None:
+    """In-process main (tests): the caller owns the process; a signal or the watchdog must not end it."""
+
+
+def _run(argv: list[str], signals: ShutdownSignals, logger) -> int:
+    try:
+        # rclpy's own handlers would shut the context down under the worker's feet; ShutdownSignals owns them.
+        rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+        node = PanopticNode()
+    except Exception as exc:  # noqa: BLE001 - a startup error is one clear line, not a traceback
+        logger.fatal(f"{type(exc).__name__}: {exc}")
+        signals.begin_cleanup(EXIT_FATAL)
         rclpy.try_shutdown()
-    return 0
+        return EXIT_FATAL
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    signals.wake = node.create_guard_condition(lambda: None).trigger  # a signal wakes the executor at once
+    signals.running()
+    code = EXIT_SIGNAL
+    try:
+        while not signals.requested.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.5)
+    except ExternalShutdownException:
+        pass
+    except Exception as exc:  # noqa: BLE001 - a callback failed: one clear line, then the cleanup
+        logger.fatal(f"{type(exc).__name__}: {exc}")
+        code = EXIT_FATAL
+    if node.fatal_reason:
+        code = EXIT_FATAL
+    signals.begin_cleanup(code)
+    signals.wake = None
+    executor.remove_node(node)
+    node.destroy_node(join_timeout_s=0.5)  # of the 2 s budget (ros/shutdown.py); the frame in flight may go
+    executor.shutdown(timeout_sec=0.2)
+    rclpy.try_shutdown()
+    return code
 
 
 if __name__ == "__main__":

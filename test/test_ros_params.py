@@ -13,6 +13,7 @@ def test_defaults_make_a_valid_config():
     assert cfg.grid == GridSpec(0.2, 0.0, 40.0, -20.0, 20.0, "base_link")
     assert cfg.camera_pose == Pose(1.5, 0.0, 1.5, 0.0, 0.0, 0.0)
     assert cfg.input_qos == "sensor_data" and cfg.image_transport == "raw"
+    assert cfg.camera_pose_source == "auto" and cfg.tf_timeout == 0.05 and cfg.max_consecutive_failures == 0
 
 
 def test_values_override_defaults():
@@ -31,6 +32,10 @@ def test_values_override_defaults():
     ({"unknown": "yes"}, "wrong type"),
     ({"image_transport": "theora"}, "image_transport"),
     ({"no_such_parameter": 1}, "unknown parameters"),
+    ({"camera_pose_source": "gps"}, "camera_pose_source='gps': choose one of auto, parameters, tf"),
+    ({"max_consecutive_failures": -1}, r"max_consecutive_failures=-1 is outside \[0, 1000000\]"),
+    ({"max_consecutive_failures": 2.5}, "wrong type"),
+    ({"tf_timeout": -0.1}, "tf_timeout"),
 ])
 def test_bad_values_name_the_parameter(values, needle):
     with pytest.raises(ValueError, match=needle):

@@ -114,6 +114,26 @@ def test_projector_is_built_once_per_camera(predictor, config):
     assert pipeline.projector_for(camera_info(f=60.0), W, H) is not kept  # a new focal length: a new lookup
 
 
+def test_a_per_frame_camera_pose_is_used_and_cached(predictor, config):
+    """process(..., camera_pose=) (the node's pose from TF) projects with that pose; an equal pose reuses the
+    lookup, another pose builds a new one, None goes back to the configured camera.* pose."""
+    from panoptic_ros.geometry import Pose
+
+    pipeline = FramePipeline.from_config(predictor, config)
+    default = pipeline.projector_for(camera_info(), W, H)
+    pose = Pose(1.0, 0.5, 2.0, 0.0, 0.3, 0.1)
+    moved = pipeline.projector_for(camera_info(), W, H, camera_pose=pose)
+    assert moved is not default and moved.camera.pose == pose
+    assert pipeline.projector_for(camera_info(), W, H, camera_pose=Pose(1.0, 0.5, 2.0, 0.0, 0.3, 0.1)) is moved
+    assert pipeline.projector_for(camera_info(), W, H).camera.pose == config.camera_pose
+    _, msg = image(np.random.default_rng(4))
+    out = pipeline.process(msg, camera_info(), {"grid"}, camera_pose=pose)
+    camera = CameraModel.from_camera_info(W, H, camera_info().k, [0.0] * 5, pose=pose, parent_frame="base_link")
+    bev = GroundProjector(camera, config.grid, predictor.taxonomy, max_range=config.max_range).project(
+        out.result.panoptic)
+    assert np.array_equal(np.asarray(out.messages["grid"].data, dtype=np.int8), bev.occupancy_data())
+
+
 def test_compressed_input_is_decoded(predictor, config):
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)

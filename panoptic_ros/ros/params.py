@@ -15,6 +15,7 @@ from ..geometry import GridSpec, Pose
 BACKENDS = ("auto", "tensorrt", "cuda", "cpu", "onnxruntime")
 INPUT_QOS = ("sensor_data", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
+CAMERA_POSE_SOURCES = ("auto", "parameters", "tf")
 OVERLAP_POLICIES = ("highest_confidence", "smallest_first", "closest_center")  # = head.POLICIES (tested)
 
 
@@ -47,6 +48,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "size.", range=(-1, 1 << 24)),
     ParamSpec("camera_frame", "", "frame_id of the image outputs; empty = the input image's frame_id."),
     ParamSpec("output_frame", "base_link", "frame_id of the occupancy grid and the footprint markers."),
+    ParamSpec("camera_pose_source", "auto",
+              "Where the camera pose in output_frame comes from: tf = look up output_frame <- the image's frame "
+              "(camera_frame if set, else header.frame_id; an optical frame, z forward) in TF at the image's stamp; "
+              "parameters = the camera.* values; auto = tf when tf2_ros can be imported, else parameters.",
+              choices=CAMERA_POSE_SOURCES),
+    ParamSpec("tf_timeout", 0.05, "Seconds to wait for the camera's transform in TF before that frame goes "
+              "without a grid (camera_pose_source tf).", range=(0.0, 10.0)),
     ParamSpec("camera.x", 1.5, "Camera body position in output_frame, metres (forward).", range=(-100.0, 100.0)),
     ParamSpec("camera.y", 0.0, "Camera body position in output_frame, metres (left).", range=(-100.0, 100.0)),
     ParamSpec("camera.z", 1.5, "Camera body height above the ground plane z = 0 of output_frame, metres.",
@@ -74,6 +82,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "raw: subscribe sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage on "
               "'image/compressed' (image_transport naming).", choices=IMAGE_TRANSPORTS),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.05, 60.0)),
+    ParamSpec("max_consecutive_failures", 0,
+              "Stop the node (FATAL log line, exit code 1) after this many frames in a row failed in the "
+              "inference backend (exceptions, NaN / inf output); 0 = never stop, keep reporting and retrying.",
+              range=(0, 1_000_000)),
 )
 
 SPEC_BY_NAME = {p.name: p for p in PARAMETERS}
@@ -102,6 +114,9 @@ class NodeConfig:
     input_qos: str
     image_transport: str
     diagnostics_period: float
+    camera_pose_source: str = "auto"
+    tf_timeout: float = 0.05
+    max_consecutive_failures: int = 0
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "NodeConfig":
@@ -132,7 +147,8 @@ class NodeConfig:
             grid=grid, max_range=float(v["grid.max_range"]), grid_transient_local=bool(v["grid.transient_local"]),
             free_classes=tuple(v["free_classes"]), obstacle_classes=tuple(v["obstacle_classes"]),
             input_qos=str(v["input_qos"]), image_transport=str(v["image_transport"]),
-            diagnostics_period=float(v["diagnostics_period"]))
+            diagnostics_period=float(v["diagnostics_period"]), camera_pose_source=str(v["camera_pose_source"]),
+            tf_timeout=float(v["tf_timeout"]), max_consecutive_failures=int(v["max_consecutive_failures"]))
 
 
 def _check(spec: ParamSpec, value: Any) -> None:

@@ -89,11 +89,13 @@ class FramePipeline:
         return cls(predictor, config.camera_pose, config.grid, config.camera_frame, config.free_classes,
                    config.obstacle_classes, config.max_range, camera_info_topic)
 
-    def process(self, image_msg, camera_info: CameraInfo | None, wanted: Iterable[str]) -> FrameOutput:
+    def process(self, image_msg, camera_info: CameraInfo | None, wanted: Iterable[str],
+                camera_pose: Pose | None = None) -> FrameOutput:
         """Run one frame; build only the ``wanted`` outputs (names from :data:`OUTPUTS`).
 
-        ``image_msg`` is a ``sensor_msgs/Image`` or ``CompressedImage``. Raises :class:`BadImage` (a
-        ValueError) when it cannot be read, ValueError for unknown output names.
+        ``image_msg`` is a ``sensor_msgs/Image`` or ``CompressedImage``; ``camera_pose`` is this frame's camera
+        pose in ``grid.frame_id`` (e.g. from TF), None = the pipeline's ``camera_pose``. Raises :class:`BadImage`
+        (a ValueError) when it cannot be read, ValueError for unknown output names.
         """
         wanted = set(wanted)
         unknown = wanted - set(OUTPUTS)
@@ -118,7 +120,7 @@ class FramePipeline:
         bev = None
         t_bev = t_predicted
         if wanted & {"grid", "markers"}:
-            projector = self.projector_for(camera_info, rgb.shape[1], rgb.shape[0], out.events)
+            projector = self.projector_for(camera_info, rgb.shape[1], rgb.shape[0], out.events, camera_pose)
             if projector is not None:
                 bev = projector.project(result.panoptic)
             t_bev = time.perf_counter()
@@ -145,17 +147,19 @@ class FramePipeline:
         return out
 
     def projector_for(self, info: CameraInfo | None, width: int, height: int,
-                      events: list | None = None) -> GroundProjector | None:
-        """The ground projector for ``info`` (rebuilt only when the camera changes); None (and an event
-        explaining why) when there is no usable CameraInfo for a ``width`` x ``height`` image."""
+                      events: list | None = None, camera_pose: Pose | None = None) -> GroundProjector | None:
+        """The ground projector for ``info`` and ``camera_pose`` (default: the pipeline's; rebuilt only when the
+        camera changes); None (and an event explaining why) when there is no usable CameraInfo for a ``width`` x
+        ``height`` image."""
         events = events if events is not None else []
+        pose = self.camera_pose if camera_pose is None else camera_pose
         if info is None:
             events.append(("warning", "no_info", f"no CameraInfo received on {self.camera_info_topic} yet: "
                                                  "~/grid and ~/markers wait for it"))
             return None
         key = (info.width, info.height, tuple(info.k), tuple(info.d), info.distortion_model, info.binning_x,
                info.binning_y, info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height,
-               info.header.frame_id, width, height)
+               info.header.frame_id, width, height, pose)
         if key == self._projector_key:
             return self._projector
         problem = None
@@ -168,7 +172,7 @@ class FramePipeline:
             try:
                 camera = CameraModel.from_camera_info(
                     info.width, info.height, info.k, info.d, info.binning_x, info.binning_y, roi,
-                    self.camera_pose, frame_id=info.header.frame_id or "camera_optical_frame",
+                    pose, frame_id=info.header.frame_id or "camera_optical_frame",
                     parent_frame=self.grid.frame_id)
                 if (camera.width, camera.height) != (width, height):
                     problem = (f"CameraInfo describes a {camera.width}x{camera.height} image but the images are "

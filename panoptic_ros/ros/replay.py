@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ..data.bag import IMAGE_TOPIC, bag_topics, read_raw
-from .teardown import exit_if_stuck
+from .shutdown import exit_if_stuck
 
 TEARDOWN_LIMIT_S = 10.0
 

@@ -172,16 +172,21 @@ def main() -> int:
         d.subscribe(["panoptic_ids"])
         if not d.spin_until(d.connected, args.timeout):
             return 2
-        for k, rgb in enumerate(images):  # a burst much faster than inference
-            stamp = Time(sec=200 + k, nanosec=0)
-            d.send(rgb, stamp)
-            sent.append(((stamp.sec, 0), rgb))
-            # Paced, not back to back: a back-to-back burst is mostly overwritten inside DDS's depth-1 reader
-            # queue before the node's callback sees it, so the node itself would have nothing stale to drop.
-            time.sleep(0.004)
-        last = sent[-1][0]
-        d.spin_until(lambda: last in d.received, args.timeout)
-        d.spin_until(lambda: d.value("frames processed") == len(d.received), args.timeout)
+        # Bursts much faster than inference. Paced, not back to back: a back-to-back burst is mostly overwritten
+        # inside DDS's depth-1 reader queue before the node's callback sees it, so the node itself would have
+        # nothing stale to drop. On a loaded machine few frames of a burst may reach the node at all, so up to
+        # three bursts, each paced more slowly, until the node reports a dropped frame.
+        for burst, pace in enumerate((0.004, 0.015, 0.04)):
+            for k, rgb in enumerate(images):
+                stamp = Time(sec=200 + 100 * burst + k, nanosec=0)
+                d.send(rgb, stamp)
+                sent.append(((stamp.sec, 0), rgb))
+                time.sleep(pace)
+            last = sent[-1][0]
+            d.spin_until(lambda: last in d.received, args.timeout)
+            d.spin_until(lambda: d.value("frames processed") == len(d.received), args.timeout)
+            if d.value("frames dropped (stale)"):
+                break
     with open(args.out, "wb") as f:
         pickle.dump({"sent": sent, "received": d.received, "diagnostics": d.diagnostics, "events": events}, f)
     d.node.destroy_node()

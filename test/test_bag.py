@@ -7,10 +7,9 @@ from rosbags.highlevel import AnyReader
 
 from _samples import CITYSCAPES, make_frame
 from panoptic_ros.data.bag import (CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, PANOPTIC_TOPIC, SEGMENTS_TOPIC,
-                                   SEMANTIC_TOPIC, TF_STATIC_TOPIC, bag_topics, matrix_from_quaternion,
-                                   occupancy_values, pose_from_parent_optical, quaternion_from_matrix, read_bag,
+                                   SEMANTIC_TOPIC, TF_STATIC_TOPIC, bag_topics, occupancy_values, read_bag,
                                    read_raw, typestore, write_drive_bag)
-from panoptic_ros.geometry import CameraModel, Pose
+from panoptic_ros.geometry import CameraModel, Pose, quaternion_from_rotation
 from panoptic_ros.imaging import image_to_fields
 
 FPS = 10.0
@@ -131,7 +130,7 @@ def test_read_foreign_bag(tmp_path):
                                                                               nanosec=stamp % 10**9), frame_id=frame)
 
     def transform(parent, child, xyz, R):
-        q = quaternion_from_matrix(R)
+        q = quaternion_from_rotation(R)
         return T["geometry_msgs/msg/TransformStamped"](
             header=header(0, parent), child_frame_id=child, transform=T["geometry_msgs/msg/Transform"](
                 translation=T["geometry_msgs/msg/Vector3"](x=xyz[0], y=xyz[1], z=xyz[2]),
@@ -177,20 +176,6 @@ def test_read_foreign_bag(tmp_path):
         np.testing.assert_allclose(b.camera.parent_from_optical(), Tbo, atol=1e-12)
     with pytest.raises(ValueError, match="no topic /camera/image_raw"):
         list(read_bag(path))
-
-
-def test_pose_and_quaternion_helpers():
-    rng = np.random.default_rng(1)
-    for _ in range(200):
-        pose = Pose(*rng.uniform(-3, 3, 3), *rng.uniform(-1.4, 1.4, 3))
-        T = CameraModel.from_fov(10, 10, 60.0, pose).parent_from_optical()
-        q = quaternion_from_matrix(T[:3, :3])
-        np.testing.assert_allclose(matrix_from_quaternion(*q), T[:3, :3], atol=1e-12)
-        back = pose_from_parent_optical(T[:3, :3], T[:3, 3])
-        np.testing.assert_allclose([back.x, back.y, back.z, back.roll, back.pitch, back.yaw],
-                                   [pose.x, pose.y, pose.z, pose.roll, pose.pitch, pose.yaw], atol=1e-9)
-    with pytest.raises(ValueError, match="quaternion"):
-        matrix_from_quaternion(0, 0, 0, 0)
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -62,11 +62,9 @@ def test_random_poses_round_trip_through_the_tf_transform(seed):
 def test_transform_as_tf_would_compute_it_gives_the_parameter_camera():
     """Independent of optical_transform_from_pose: build TF's parent <- optical rotation by chaining the
     body rotation (rpy) and the standard body -> optical rotation, as robot_state_publisher would."""
-    from panoptic_ros.data.bag import quaternion_from_matrix  # the bag writer's own implementation
-
     for pose in random_poses(30, 7):
         R_parent_optical = pose.rotation() @ rotation_from_quaternion(-0.5, 0.5, -0.5, 0.5)
-        q = quaternion_from_matrix(R_parent_optical)
+        q = quaternion_from_rotation(R_parent_optical)
         back = pose_from_optical_transform((pose.x, pose.y, pose.z), q)
         assert_same_camera(pose, back)
 

@@ -29,7 +29,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from ..geometry import BODY_FROM_OPTICAL, CameraModel, GridSpec, Pose
+from ..geometry import (BODY_FROM_OPTICAL, CameraModel, GridSpec, Pose, pose_from_body_rotation,
+                        quaternion_from_rotation, rotation_from_quaternion)
 from ..imaging import fields_to_image, image_to_fields, to_rgb
 from ..panoptic import Segment
 from ..taxonomy import Taxonomy
@@ -60,43 +61,6 @@ def typestore():
         if hasattr(Stores, name):
             return get_typestore(getattr(Stores, name))
     return get_typestore(Stores.LATEST)
-
-
-# -- small rotation helpers (a dependency for 15 lines of well-known formulas is not worth it) -------------------
-def quaternion_from_matrix(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation matrix (Shepperd's method, numerically stable)."""
-    tr = np.trace(R)
-    if tr > 0:
-        s = 2.0 * np.sqrt(tr + 1.0)
-        q = (R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s
-    else:
-        i = int(np.argmax(np.diag(R)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + R[i, i] - R[j, j] - R[k, k])
-        v = np.zeros(3)
-        v[i], v[j], v[k] = 0.25 * s, (R[j, i] + R[i, j]) / s, (R[k, i] + R[i, k]) / s
-        q = v[0], v[1], v[2], (R[k, j] - R[j, k]) / s
-    q = np.array(q) / np.linalg.norm(q)
-    return tuple(float(v) for v in (q if q[3] >= 0 else -q))
-
-
-def matrix_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
-    n = np.sqrt(x * x + y * y + z * z + w * w)
-    if not np.isfinite(n) or n < 1e-9:
-        raise ValueError(f"invalid quaternion {(x, y, z, w)}")
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
-def pose_from_parent_optical(R: np.ndarray, t: np.ndarray) -> Pose:
-    """The camera body :class:`Pose` whose optical frame sits at rotation ``R``, translation ``t``."""
-    body = R @ BODY_FROM_OPTICAL.T
-    pitch = float(np.arcsin(np.clip(-body[2, 0], -1.0, 1.0)))
-    roll = float(np.arctan2(body[2, 1], body[2, 2]))
-    yaw = float(np.arctan2(body[1, 0], body[0, 0]))
-    return Pose(float(t[0]), float(t[1]), float(t[2]), roll, pitch, yaw)
 
 
 def occupancy_values(bev: BevTruth) -> np.ndarray:
@@ -138,7 +102,7 @@ class _MessageFactory:
 
     def tf_static(self, cam: CameraModel, stamp_ns: int):
         T = cam.parent_from_optical()
-        qx, qy, qz, qw = quaternion_from_matrix(T[:3, :3])
+        qx, qy, qz, qw = quaternion_from_rotation(T[:3, :3])
         transform = self.t["geometry_msgs/msg/Transform"](
             translation=self.t["geometry_msgs/msg/Vector3"](x=T[0, 3], y=T[1, 3], z=T[2, 3]),
             rotation=self.t["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))
@@ -316,7 +280,7 @@ class _StaticTf:
         for tf in msg.transforms:
             T = np.eye(4)
             r, p = tf.transform.rotation, tf.transform.translation
-            T[:3, :3] = matrix_from_quaternion(r.x, r.y, r.z, r.w)
+            T[:3, :3] = rotation_from_quaternion(r.x, r.y, r.z, r.w)
             T[:3, 3] = (p.x, p.y, p.z)
             self.edges[tf.child_frame_id] = (tf.header.frame_id, T)
 
@@ -328,7 +292,7 @@ class _StaticTf:
             seen.add(frame)
             frame, step = self.edges[frame]
             T = step @ T
-        return pose_from_parent_optical(T[:3, :3], T[:3, 3])
+        return pose_from_body_rotation(T[:3, :3] @ BODY_FROM_OPTICAL.T, T[:3, 3])  # T: target <- optical
 
 
 def read_bag(path: str | Path, image_topic: str = IMAGE_TOPIC, camera_info_topic: str = CAMERA_INFO_TOPIC,

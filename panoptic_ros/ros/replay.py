@@ -168,9 +168,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         if not args.quiet:
             print(f"panoptic-replay: interrupted after {published} messages")
+    except BaseException:
+        exit_code = 1  # what the traceback's exit would give, kept if the teardown below hangs
+        raise
     finally:
-        # Playback is done: exit with its code even if DDS teardown hangs (main is a process entry point).
-        watchdog = exit_if_stuck(TEARDOWN_LIMIT_S, exit_code, "panoptic-replay")
+        # Playback is over: exit with its code even if DDS teardown hangs, here or in interpreter exit after main
+        # returns, so the timer is never cancelled (main is a process entry point).
+        exit_if_stuck(TEARDOWN_LIMIT_S, exit_code, "panoptic-replay")
         if recording is not None:
             recorder, spinner, rec_node = recording
             spinner.stop()
@@ -180,7 +184,6 @@ def main(argv=None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-        del watchdog  # left running on purpose: a hang may also come in interpreter exit, after main returns
     return exit_code
 
 

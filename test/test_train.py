@@ -77,7 +77,8 @@ def test_bad_inputs_fail_clearly(tiny_data, tmp_path):
 def test_shipped_configs_build():
     from panoptic_ros.model.network import PanopticNet
 
-    for name in ("train_synthetic.yaml", "train_synthetic_stage2.yaml", "train_resnet50.yaml"):
+    for name in ("train_synthetic.yaml", "train_synthetic_stage2.yaml", "train_synthetic_stage3.yaml",
+                 "train_resnet50.yaml"):
         cfg = train.load_config(ROOT / "config" / name)
         model = PanopticNet.from_config(cfg["model"], taxonomy=Taxonomy.cityscapes())
         assert model.config["backbone"] == cfg["model"]["backbone"]
@@ -108,6 +109,14 @@ def test_second_stage_starts_from_weights_with_a_fresh_schedule(tiny_data, tmp_p
     other.write_text(f"base: {tiny_data / 'tiny.yaml'}\nmodel: {{fpn_channels: 16}}\n")
     with pytest.raises(SystemExit, match="holds network"):
         train.main(["--config", str(other), "--out", str(tmp_path / "x"), "--init", str(first / "model.pt"), *common])
+    # An extra detection level adds anchors, not weights (the RetinaNet head is shared across levels).
+    more_levels = tmp_path / "levels.yaml"
+    levels = read_checkpoint(first / "model.pt")["metadata"]["network"]["detection_levels"]
+    more_levels.write_text(f"base: {tiny_data / 'tiny.yaml'}\nmodel: {{detection_levels: {[levels[0] - 1, *levels]}}}\n")
+    assert train.main(["--config", str(more_levels), "--out", str(tmp_path / "z"), "--steps", "1",
+                       "--init", str(first / "model.pt"), *common]) == 0
+    wider = read_checkpoint(tmp_path / "z" / "last.pt")
+    assert wider["metadata"]["network"]["detection_levels"] == [levels[0] - 1, *levels]
     with pytest.raises(SystemExit, match="give one"):
         train.main(["--config", str(stage2), "--out", str(tmp_path / "y"), "--init", str(first / "model.pt"),
                     "--resume", str(first / "last.pt"), *common])

@@ -164,7 +164,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-data", help="validation data (same format); overrides data.val")
     p.add_argument("--out", help="output folder; overrides out")
     p.add_argument("--resume", help="checkpoint with training state (OUT/last.pt) to continue from")
-    p.add_argument("--init", help="start from these weights (any checkpoint of the same network) with a fresh "
+    p.add_argument("--init", help="start from these weights (a checkpoint whose weights fit this network) with a fresh "
                                   "optimizer and schedule: a second training stage")
     p.add_argument("--steps", type=int, help="total optimizer steps; overrides train.steps")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
@@ -173,6 +173,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="data-loader worker processes; overrides train.workers")
     p.add_argument("--no-val", action="store_true", help="skip periodic validation")
     return p.parse_args(argv)
+
+
+def init_from_weights(model: torch.nn.Module, path) -> None:
+    """Loads ``path``'s weights into ``model`` for a new training stage.
+
+    The network configs may differ where no weight depends on them (e.g. an extra detection level: RetinaNet's
+    head is shared across levels); every tensor must then still match in name and shape.
+    """
+    payload = read_checkpoint(path)
+    theirs = payload["metadata"].get("network") or {}
+    differing = sorted(k for k in set(theirs) | set(model.config) if theirs.get(k) != model.config.get(k))
+    own = model.state_dict()
+    mismatched = sorted(set(own) ^ set(payload["state_dict"])) + sorted(
+        k for k in set(own) & set(payload["state_dict"]) if own[k].shape != payload["state_dict"][k].shape)
+    if mismatched:
+        raise SystemExit(f"panoptic-train: {path} holds network {theirs}, the config asks for {model.config}: "
+                         f"{len(mismatched)} weights differ in name or shape (first: {mismatched[0]}); "
+                         f"differing settings: {', '.join(differing)}")
+    if differing:
+        print(f"panoptic-train: {path}'s weights fit this network; settings changed: "
+              + ", ".join(f"{k} {theirs.get(k)} -> {model.config.get(k)}" for k in differing))
+    model.load_state_dict(payload["state_dict"])
 
 
 def main(argv=None) -> int:
@@ -236,11 +258,7 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
     if args.resume and args.init:
         raise SystemExit("panoptic-train: --resume continues a run, --init starts a new one from weights; give one")
     if args.init:
-        payload = read_checkpoint(args.init)
-        if payload["metadata"].get("network") != model.config:
-            raise SystemExit(f"panoptic-train: {args.init} holds network {payload['metadata'].get('network')}, "
-                             f"the config asks for {model.config}")
-        model.load_state_dict(payload["state_dict"])
+        init_from_weights(model, args.init)
     if args.resume:
         payload = read_checkpoint(args.resume)
         if "training_state" not in payload:

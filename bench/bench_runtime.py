@@ -7,6 +7,7 @@ head and grid work less than with a trained model; the output says so). Goal: en
 
     .venv/bin/python bench/bench_runtime.py --frames 20 --threads 2 --out bench_runtime.json
     .venv/bin/python bench/bench_runtime.py --backends onnxruntime,cpu --threads 1 --head-strides 1,2,4
+    .venv/bin/python bench/bench_runtime.py --backends cpu --threads 1 --detection-levels 2,3,4,5,6,7
 """
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def random_checkpoint(folder: Path) -> Path:
     return save_checkpoint(folder / "random_r18.pt", model, metadata)
 
 
+def with_detection_levels(path: Path, levels: list[int], folder: Path) -> Path:
+    """A copy of checkpoint ``path`` whose detection branch runs on ``levels`` (its weights fit any levels: the
+    RetinaNet head is shared across them), in ``folder``: times a p2 model before one is trained."""
+    from panoptic_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from panoptic_ros.model.network import PanopticNet
+
+    model, metadata = load_checkpoint(path)
+    network = dict(metadata["network"], detection_levels=list(levels))
+    rebuilt = PanopticNet.from_config(network).eval()
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    return save_checkpoint(folder / f"levels_{'_'.join(map(str, levels))}.pt", rebuilt,
+                           dict(metadata, network=network))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path)
@@ -47,12 +62,18 @@ def main() -> int:
     p.add_argument("--threads", type=int)
     p.add_argument("--head-strides", default="1", help="Predictor head_stride values to time (e.g. 1,2)")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "bench_runtime.json")
+    p.add_argument("--detection-levels", help="rerun the model's weights with these detection levels, e.g. "
+                                              "2,3,4,5,6,7 (adds p2: 4x the anchors); saved in a temporary folder")
     args = p.parse_args()
     model = args.model or default_model_path()
     with tempfile.TemporaryDirectory() as tmp:
         if not model.is_file():
             print(f"no model at {model}: timing a random-weight ResNet-18-FPN at 192x384 instead")
             model = random_checkpoint(Path(tmp))
+        if args.detection_levels:
+            levels = [int(v) for v in args.detection_levels.split(",")]
+            print(f"detection levels {levels} (the weights of {model})")
+            model = with_detection_levels(model, levels, Path(tmp))
         argv = ["--model", str(model), "--backends", args.backends, "--frames", str(args.frames), "--out", str(args.out),
                 "--head-strides", args.head_strides]
         if args.threads:

@@ -324,7 +324,9 @@ class PanopticHead(nn.Module):
         image = torch.div(pairs.det, k, rounding_mode="floor")
         seg_slot = self.thing_slot.index_select(0, labels.reshape(-1).index_select(0, pairs.det))
         class_pixel = pixel + pairs.per_pair(image * (hw * (num_things - 1)) + seg_slot * hw)
-        best_key = torch.full((b * num_things * hw,), INT64_MAX, dtype=torch.int64, device=labels.device)
+        # Only the entries the pairs touch are ever read: initialise just those (the table is T x the image).
+        best_key = torch.empty((b * num_things * hw,), dtype=torch.int64, device=labels.device)
+        best_key.index_fill_(0, class_pixel, INT64_MAX)
         best_key.scatter_reduce_(0, class_pixel, key, "amin")
         is_winner = best_key.index_select(0, class_pixel) == key  # keys are unique per (pixel, detection)
         reverse_index = pairs.per_pair((k - 1) - (pairs.det - image * k))
@@ -344,12 +346,13 @@ class PanopticHead(nn.Module):
         """Max over dim 1 and the first channel reaching it (numpy argmax order), the latter as uint8 / int16.
 
         ``torch.argmax(dim=1)`` on NCHW is ~15x slower on CPU than this amax + compare (it cannot vectorise).
+        ``x >= best`` is ``x == best`` (best is the maximum; NaN fails both) and ~1.5x cheaper on CPU.
         """
         n = x.shape[1]
         best = x.amax(1, keepdim=True)
         dtype = torch.int16 if n > 255 else torch.uint8
         reverse = torch.arange(n - 1, -1, -1, dtype=dtype, device=x.device).view(1, n, 1, 1)
-        first = (n - 1) - ((x == best).to(dtype) * reverse).amax(1)
+        first = (n - 1) - ((x >= best).to(dtype) * reverse).amax(1)
         return best.squeeze(1), first
 
     @staticmethod
@@ -424,35 +427,33 @@ def segments_from_output(ids, scores, taxonomy: Taxonomy) -> list[Segment]:
 
 
 def _segments_by_counting(ids: np.ndarray, taxonomy: Taxonomy) -> list[Segment] | None:
-    """``segments_from_ids`` by bincounts instead of np.unique + ufunc.at (~8x faster at 192 x 384); None
-    when an id falls outside the taxonomy's categories (the general function then says which)."""
+    """``segments_from_ids`` by bincounts over the ids themselves instead of np.unique + ufunc.at (~8x faster
+    at 192 x 384); None when an id is negative or of a category outside the taxonomy (the general function
+    then says which)."""
     h, w = ids.shape
-    num_classes = taxonomy.num_classes
-    category = ids // OFFSET
-    if ids.size == 0 or ids.min() < 0 or category.max() >= len(taxonomy.id_to_train):
+    flat = ids.reshape(-1)
+    if flat.size == 0 or flat.min() < 0 or flat.max() >= len(taxonomy.id_to_train) * OFFSET:
         return None
-    to_compact = np.minimum(taxonomy.id_to_train, num_classes).astype(np.int32)  # void / unknown -> C
-    train = to_compact[category]
-    compact = (train * OFFSET + (ids - category * OFFSET)).reshape(-1)
-    present = np.flatnonzero(np.bincount(compact, minlength=(num_classes + 1) * OFFSET))
-    if len(present) and present[-1] // OFFSET == num_classes and np.any((train == num_classes) & (ids != 0)):
-        return None  # an id of an unknown category
-    label_of = np.zeros((num_classes + 1) * OFFSET, dtype=np.int32)
-    label_of[present] = np.arange(len(present))
-    label = label_of[compact].reshape(h, w)
+    present = np.flatnonzero(np.bincount(flat))  # sorted; ids reach ~34,000 for Cityscapes
+    train_of_present = taxonomy.id_to_train[present // OFFSET]
+    if np.any((train_of_present >= taxonomy.num_classes) & (present != 0)):
+        return None  # an id of an unknown category (void, 0, is the only id without one)
+    label_of = np.zeros(int(present[-1]) + 1, dtype=np.int32)
+    label_of[present] = np.arange(len(present), dtype=np.int32)
+    label = np.take(label_of, ids)
     n = len(present)
     area = np.bincount(label.reshape(-1), minlength=n)
-    rows = np.bincount((label * h + np.arange(h)[:, None]).reshape(-1), minlength=n * h).reshape(n, h) > 0
-    cols = np.bincount((label * w + np.arange(w)[None, :]).reshape(-1), minlength=n * w).reshape(n, w) > 0
+    rows = np.bincount((label * h + np.arange(h, dtype=np.int32)[:, None]).reshape(-1), minlength=n * h)
+    cols = np.bincount((label * w + np.arange(w, dtype=np.int32)[None, :]).reshape(-1), minlength=n * w)
+    rows, cols = rows.reshape(n, h) > 0, cols.reshape(n, w) > 0
     y0, y1 = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
     x0, x1 = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
     out = []
-    for j, key in enumerate(present.tolist()):
-        train_id, instance = divmod(key, OFFSET)
-        if train_id == num_classes:
+    for j, (seg_id, train_id) in enumerate(zip(present.tolist(), train_of_present.tolist())):
+        if seg_id == 0:
             continue
         category_id = int(taxonomy.ids[train_id])
-        out.append(Segment(category_id * OFFSET + instance, category_id, bool(taxonomy.is_thing[train_id]),
+        out.append(Segment(category_id * OFFSET + seg_id % OFFSET, category_id, bool(taxonomy.is_thing[train_id]),
                            int(area[j]), (int(x0[j]), int(y0[j]), int(x1[j] - x0[j] + 1), int(y1[j] - y0[j] + 1))))
     return sorted(out, key=lambda seg: seg.id)
 

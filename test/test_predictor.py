@@ -90,10 +90,16 @@ def test_bad_images_and_non_finite_outputs_are_refused(model_and_meta):
                 np.zeros((4, 4, 3), np.uint8)):
         with pytest.raises(ValueError):
             p.predict(bad)
-    outputs = {k: v.clone() for k, v in p.backend.run(p.preprocess(images(4, [INPUT]))).items()}
-    outputs["semantic"][0, 0, 0, 0] = float("nan")
-    with pytest.raises(FloatingPointError, match="NaN or inf"):
-        p.fuse(outputs)
+    clean = p.backend.run(p.preprocess(images(4, [INPUT])))
+    p.fuse(clean)
+    rng = np.random.default_rng(0)
+    for key in ("semantic", "centers", "cls_logits"):
+        for value in (float("nan"), float("inf"), -float("inf")):
+            outputs = {k: v.clone() for k, v in clean.items()}
+            flat = outputs[key].view(-1)
+            flat[int(rng.integers(0, flat.numel()))] = value  # anywhere, not only the first element
+            with pytest.raises(FloatingPointError, match="NaN or inf"):
+                p.fuse(outputs)
 
 
 def test_bench_times_each_head_stride_side_by_side(model_and_meta, tmp_path, monkeypatch):
@@ -111,4 +117,25 @@ def test_bench_times_each_head_stride_side_by_side(model_and_meta, tmp_path, mon
     results = json.loads(out.read_text())["results"]
     assert [(r["backend"], r["head_stride"]) for r in results] == [("cpu", 1), ("cpu", 4)]
     assert all(r["end_to_end_over_network"] > 1 for r in results)
+    for r in results:  # one frame: the CPU time of the stages partitions the frame's CPU time
+        cpu = r["cpu_ms"]
+        assert set(cpu) == {"network", "decode", "preprocess+head", "grid", "encode", "end_to_end"}
+        parts = cpu["network"] + cpu["decode"] + cpu["preprocess+head"] + cpu["grid"] + cpu["encode"]
+        assert parts == pytest.approx(cpu["end_to_end"], abs=0.01) and cpu["preprocess+head"] > 0
     assert bench.main(["--model", str(ckpt), "--backends", "cpu", "--head-strides", "3"]) == 2
+
+
+def test_preprocess_is_the_float32_normalisation_in_nchw(model_and_meta):
+    import cv2
+
+    model, meta = model_and_meta
+    p = Predictor(model, meta, backend="cpu")
+    h, w = INPUT
+    batch = images(7, [INPUT, (50, 90), (INPUT[0] * 2, INPUT[1] * 3)])
+    batch += [batch[0][..., ::-1], batch[2][::2, ::3]]  # views: reversed channels (BGR input), strided
+    got = p.preprocess(batch)
+    assert got.shape == (5, 3, h, w) and got.dtype == torch.float32 and got.is_contiguous()
+    for i, image in enumerate(batch):
+        resized = image if image.shape[:2] == INPUT else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        want = (resized.astype(np.float32) - p.mean) / p.std  # float32 per value, HWC
+        assert np.array_equal(got[i].numpy(), want.transpose(2, 0, 1))

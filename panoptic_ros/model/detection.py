@@ -56,6 +56,10 @@ class DetectionBranch(nn.Module):
         self.box_coder = det_utils.BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
         self.topk_candidates = int(topk_candidates)
         self.nms_thresh = float(nms_thresh)
+        # detect's anchors per (image_size, device, dtype): a node runs one input size, and rebuilding them
+        # costs more than the rest of the decoding (0.2 ms at 192 x 384 on p3-p7, 0.5 ms with p2). A plain
+        # dict, not a buffer: nothing in the state dict, and .to() / training never see it.
+        self._detect_anchors: dict[tuple, list[torch.Tensor]] = {}
 
     @property
     def num_anchors_per_location(self) -> int:
@@ -75,6 +79,16 @@ class DetectionBranch(nn.Module):
                    for lv in self.levels]
         self.anchor_generator.set_cell_anchors(dtype, device)
         return self.anchor_generator.grid_anchors(grid_sizes, strides)
+
+    def _cached_level_anchors(self, image_size, device, dtype) -> list[torch.Tensor]:
+        """``level_anchors`` built once per (image_size, device, dtype); callers must not modify them."""
+        if torch.compiler.is_compiling():  # traced graphs build them inline (no Python state in a graph)
+            return self.level_anchors(image_size, device, dtype)
+        key = (tuple(int(v) for v in image_size), torch.device(device), dtype)
+        cached = self._detect_anchors.get(key)
+        if cached is None:
+            cached = self._detect_anchors[key] = self.level_anchors(image_size, device, dtype)
+        return cached
 
     def _check(self, outputs: dict, image_size) -> None:
         expected = sum(h * w for h, w in level_sizes(image_size, self.levels)) * self.num_anchors_per_location
@@ -108,7 +122,7 @@ class DetectionBranch(nn.Module):
         self._check(outputs, image_size)
         cls_logits, regression = outputs["cls_logits"].float(), outputs["bbox_regression"].float()
         device = cls_logits.device
-        per_level = self.level_anchors(image_size, device, torch.float32)
+        per_level = self._cached_level_anchors(image_size, device, torch.float32)
         counts = [a.shape[0] for a in per_level]
         batch, k = cls_logits.shape[0], int(max_detections)
         boxes = torch.zeros(batch, k, 4, device=device)
@@ -119,9 +133,8 @@ class DetectionBranch(nn.Module):
             image_boxes, image_scores, image_labels = [], [], []
             for logits, deltas, anchors in zip(cls_logits[b].split(counts), regression[b].split(counts), per_level):
                 level_scores = torch.sigmoid(logits).flatten()
-                keep = level_scores > score_threshold
-                level_scores = level_scores[keep]
-                candidates = torch.where(keep)[0]
+                candidates = torch.nonzero(level_scores > score_threshold).squeeze(1)  # one pass, not two
+                level_scores = level_scores.index_select(0, candidates)
                 level_scores, order = level_scores.topk(min(self.topk_candidates, candidates.numel()))
                 candidates = candidates[order]
                 anchor_idx = torch.div(candidates, self.num_classes, rounding_mode="floor")

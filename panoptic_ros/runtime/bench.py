@@ -13,7 +13,8 @@ Figures are for the device each backend ran on (recorded from torch); nothing is
 
 On a shared machine wall time also counts the time spent waiting for a core, so the same ratio is also
 given in process CPU time (``cpu_end_to_end_over_network``; with ``--threads 1`` it is what the wall-time ratio
-would be on an idle core; meaningless for GPU backends, whose network time is not host CPU time).
+would be on an idle core; meaningless for GPU backends, whose network time is not host CPU time), and per stage
+(``cpu_ms``: network, decode, preprocess+head, grid, encode, end_to_end).
 ``--head-strides 1,2`` times the Predictor's ``head_stride`` options side by side (2 and 4 approximate the
 head on a coarser grid: see the README for their PQ).
 """
@@ -35,6 +36,9 @@ import torch
 from .backends import AUTO_ORDER, Backend, BackendUnavailable, create_backend
 
 STAGES = ("decode", "preprocess", "network", "head", "grid", "encode")
+# Process CPU time per stage (the predictor times preprocess and head in wall time only, so here they are
+# one figure: its CPU time minus the network's).
+CPU_STAGES = ("decode", "preprocess+head", "grid", "encode")
 
 
 class _Synchronised(Backend):
@@ -106,21 +110,25 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
     camera = frames[0].camera
     messages = [image_to_fields(f.image, "rgb8") for f in frames]
     times = {s: [] for s in STAGES}
+    cpu_times = {s: [] for s in CPU_STAGES}
     total, cpu_total, cpu_network = [], [], []
     for i, (frame, fields) in enumerate(zip(frames, messages)):
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         rgb = fields_to_image(**fields)
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), time.process_time()
         result = predictor.predict(rgb)
-        t2 = time.perf_counter()
+        t2, cpu2 = time.perf_counter(), time.process_time()
         bev = projector.project(camera, result.panoptic)
-        t3 = time.perf_counter()
+        t3, cpu3 = time.perf_counter(), time.process_time()
         encode(result, rgb, bev, frame.stamp_ns)
         t4 = time.perf_counter()
         cpu4 = time.process_time()
         if i < warmup:
             continue
+        for stage, value in (("decode", cpu1 - cpu0), ("preprocess+head", cpu2 - cpu1 - synchronised.last_cpu_ms / 1e3),
+                             ("grid", cpu3 - cpu2), ("encode", cpu4 - cpu3)):
+            cpu_times[stage].append(1e3 * value)
         ms = result.timings_ms
         for stage, value in (("decode", 1e3 * (t1 - t0)), ("preprocess", ms["preprocess"]),
                              ("network", ms["network"]), ("head", ms["head"] + ms["postprocess"]),
@@ -137,6 +145,7 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
             "end_to_end_over_network": round(end_to_end / stages["network"], 4),
             # Process CPU time: what a loaded machine inflates least (wall time also counts waiting for a core).
             "cpu_ms": {"network": round(statistics.median(cpu_network), 3),
+                       **{s: round(statistics.median(v), 3) for s, v in cpu_times.items()},
                        "end_to_end": round(statistics.median(cpu_total), 3)},
             "cpu_end_to_end_over_network": round(statistics.median(cpu_total)
                                                  / max(statistics.median(cpu_network), 1e-9), 4),
@@ -155,6 +164,9 @@ def _table(results: list[dict]) -> str:
                                                            for r in results))
     lines.append("same, CPU time".ljust(20) + "".join(f"{r['cpu_end_to_end_over_network']:{width}.3f}"
                                                      for r in results))
+    lines.append("CPU time (median ms)")
+    for stage in ("network",) + CPU_STAGES + ("end_to_end",):
+        lines.append(f"  {stage}".ljust(20) + "".join(f"{r['cpu_ms'][stage]:{width}.2f}" for r in results))
     return "\n".join(lines)
 
 

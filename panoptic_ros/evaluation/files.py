@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .id_png import batch_runs, decode_id_png, png_distinct_rows, read_id_png
+from .id_png import batch_distinct_rows, batch_runs, decode_id_png, png_rows, read_id_png
 from .matching import concat_runs, id_runs
 from .pq import FrameStats, PQAccumulator
 
@@ -85,7 +85,9 @@ class PanopticFolders:
             pairs = self.pairs[start:start + batch_size]
             files = [(self.gt_dir / gt["file_name"], self.pred_dir / pred["file_name"]) for gt, pred in pairs]
             data = [(_read_bytes(gt_file), _read_bytes(pred_file)) for gt_file, pred_file in files]
-            images = [(png_distinct_rows(gt_png), png_distinct_rows(pred_png)) for gt_png, pred_png in data]
+            # A generator: each PNG is inflated and reduced to its distinct rows before the next one.
+            distinct = batch_distinct_rows(png_rows(png) for pair in data for png in pair)
+            images = list(zip(distinct[0::2], distinct[1::2]))
             runs = batch_runs(images)
             if runs is None:  # mixed widths or PNGs off the fast path: frame by frame, decoding if needed
                 runs = concat_runs([

@@ -28,7 +28,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path)
     parser.add_argument("data", type=Path)
-    parser.add_argument("--scores", type=float, nargs="+", default=[0.3, 0.4, 0.5])
+    parser.add_argument("--scores", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--stuff-areas", type=int, nargs="+", default=[0, 64, 256, 983])
     parser.add_argument("--write", action="store_true", help="store the best setting in the checkpoint")
     args = parser.parse_args()

@@ -514,3 +514,25 @@ def test_without_zlib_ng_every_file_takes_the_opencv_path(tmp_path, monkeypatch)
     monkeypatch.setattr(id_png, "_inflater", None)
     assert id_png.png_distinct_rows((paths["gt_dir"] / "000000000001.png").read_bytes()) is None
     assert folders.evaluate(progress=False).result() == fast
+
+
+def test_json_loads_the_same_with_and_without_orjson(tmp_path, monkeypatch):
+    import json
+
+    from panoptic_ros.evaluation import files
+
+    assert files._orjson is not None, "orjson (requirements.txt) should be installed in the test venv"
+    doc = {"annotations": [{"image_id": "frame_ü_1", "file_name": "a.png", "segments_info": [
+        {"id": 7001, "category_id": 7, "iscrowd": 0, "area": 12, "bbox": [0.5, 1e-7, 3, 2**40]}]}],
+        "categories": [{"id": 7, "name": "road", "isthing": 0, "color": [128, 64, 128]}]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    fast = files.load_json(path)
+    monkeypatch.setattr(files, "_orjson", None)
+    assert files.load_json(path) == fast == doc
+    with pytest.raises(ValueError):  # both raise json.JSONDecodeError's base class on a broken file
+        path.write_text('{"annotations": [')
+        files.load_json(path)
+    monkeypatch.undo()
+    with pytest.raises(ValueError):
+        files.load_json(path)

@@ -427,27 +427,33 @@ def segments_from_output(ids, scores, taxonomy: Taxonomy) -> list[Segment]:
 
 
 def _segments_by_counting(ids: np.ndarray, taxonomy: Taxonomy) -> list[Segment] | None:
-    """``segments_from_ids`` by bincounts over the ids themselves instead of np.unique + ufunc.at (~8x faster
-    at 192 x 384); None when an id is negative or of a category outside the taxonomy (the general function
-    then says which)."""
+    """``segments_from_ids`` from the horizontal runs of equal ids (a head output has a few thousand at
+    192 x 384, against 73,728 pixels), ~3x faster than bincounts over the pixels and ~20x faster than
+    np.unique + ufunc.at over them; None when an id is negative or of a category outside the taxonomy (the
+    general function then says which)."""
     h, w = ids.shape
-    flat = ids.reshape(-1)
+    flat = np.ascontiguousarray(ids).reshape(-1)
     if flat.size == 0 or flat.min() < 0 or flat.max() >= len(taxonomy.id_to_train) * OFFSET:
         return None
-    present = np.flatnonzero(np.bincount(flat))  # sorted; ids reach ~34,000 for Cityscapes
+    change = np.empty(flat.size, dtype=bool)
+    np.not_equal(flat[1:], flat[:-1], out=change[1:])
+    change[::w] = True  # every row starts a run
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=flat.size)
+    present, first, label = np.unique(flat[starts], return_index=True, return_inverse=True)
     train_of_present = taxonomy.id_to_train[present // OFFSET]
     if np.any((train_of_present >= taxonomy.num_classes) & (present != 0)):
         return None  # an id of an unknown category (void, 0, is the only id without one)
-    label_of = np.zeros(int(present[-1]) + 1, dtype=np.int32)
-    label_of[present] = np.arange(len(present), dtype=np.int32)
-    label = np.take(label_of, ids)
     n = len(present)
-    area = np.bincount(label.reshape(-1), minlength=n)
-    rows = np.bincount((label * h + np.arange(h, dtype=np.int32)[:, None]).reshape(-1), minlength=n * h)
-    cols = np.bincount((label * w + np.arange(w, dtype=np.int32)[None, :]).reshape(-1), minlength=n * w)
-    rows, cols = rows.reshape(n, h) > 0, cols.reshape(n, w) > 0
-    y0, y1 = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
-    x0, x1 = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
+    row = starts // w
+    col = starts - row * w
+    area = np.bincount(label, weights=lengths, minlength=n)
+    # Runs are in row-major order: a segment's first run has its top row, its last run its bottom row.
+    last = len(starts) - 1 - np.unique(label[::-1], return_index=True)[1]
+    x0, x1 = np.full(n, w), np.full(n, -1)
+    np.minimum.at(x0, label, col)
+    np.maximum.at(x1, label, col + lengths - 1)
+    y0, y1 = row[first], row[last]
     out = []
     for j, (seg_id, train_id) in enumerate(zip(present.tolist(), train_of_present.tolist())):
         if seg_id == 0:

@@ -90,6 +90,17 @@ class DetectionBranch(nn.Module):
             cached = self._detect_anchors[key] = self.level_anchors(image_size, device, dtype)
         return cached
 
+    def _cached_anchors(self, image_size, device, dtype) -> torch.Tensor:
+        """``anchors``, concatenated once per (image_size, device, dtype) like ``_cached_level_anchors``."""
+        levels = self._cached_level_anchors(image_size, device, dtype)
+        if torch.compiler.is_compiling():
+            return torch.cat(levels)
+        key = ("all", tuple(int(v) for v in image_size), torch.device(device), dtype)
+        cached = self._detect_anchors.get(key)
+        if cached is None:
+            cached = self._detect_anchors[key] = torch.cat(levels)
+        return cached
+
     def _check(self, outputs: dict, image_size) -> None:
         expected = sum(h * w for h, w in level_sizes(image_size, self.levels)) * self.num_anchors_per_location
         got = outputs["cls_logits"].shape[1]
@@ -122,27 +133,34 @@ class DetectionBranch(nn.Module):
         self._check(outputs, image_size)
         cls_logits, regression = outputs["cls_logits"].float(), outputs["bbox_regression"].float()
         device = cls_logits.device
-        per_level = self._cached_level_anchors(image_size, device, torch.float32)
-        counts = [a.shape[0] for a in per_level]
+        counts = [h * w * self.num_anchors_per_location for h, w in level_sizes(image_size, self.levels)]
         batch, k = cls_logits.shape[0], int(max_detections)
         boxes = torch.zeros(batch, k, 4, device=device)
         scores = torch.zeros(batch, k, device=device)
         labels = torch.zeros(batch, k, dtype=torch.int64, device=device)
         valid = torch.zeros(batch, k, dtype=torch.bool, device=device)
+        anchors = self._cached_anchors(image_size, device, torch.float32)
         for b in range(batch):
-            image_boxes, image_scores, image_labels = [], [], []
-            for logits, deltas, anchors in zip(cls_logits[b].split(counts), regression[b].split(counts), per_level):
-                level_scores = torch.sigmoid(logits).flatten()
-                candidates = torch.nonzero(level_scores > score_threshold).squeeze(1)  # one pass, not two
-                level_scores = level_scores.index_select(0, candidates)
-                level_scores, order = level_scores.topk(min(self.topk_candidates, candidates.numel()))
-                candidates = candidates[order]
-                anchor_idx = torch.div(candidates, self.num_classes, rounding_mode="floor")
-                decoded = self.box_coder.decode_single(deltas[anchor_idx], anchors[anchor_idx])
-                image_boxes.append(clip_boxes_to_image(decoded, tuple(image_size)))
-                image_scores.append(level_scores)
-                image_labels.append(candidates % self.num_classes)
-            all_boxes, all_scores, all_labels = torch.cat(image_boxes), torch.cat(image_scores), torch.cat(image_labels)
+            # Per level (torchvision's rule: each level keeps its topk_candidates best), but only the score
+            # threshold and the top-k: boxes of all levels are decoded in one call (~5x fewer small ops).
+            level_scores, level_candidates, offset = [], [], 0
+            for logits in cls_logits[b].split(counts):
+                scores_l = torch.sigmoid(logits).flatten()
+                candidates = torch.nonzero(scores_l > score_threshold).squeeze(1)  # one pass, not two
+                if candidates.numel():
+                    scores_l, order = scores_l.index_select(0, candidates).topk(
+                        min(self.topk_candidates, candidates.numel()))
+                    level_scores.append(scores_l)
+                    level_candidates.append(candidates[order] + offset)
+                offset += logits.numel()
+            if not level_scores:
+                continue
+            all_scores, candidates = torch.cat(level_scores), torch.cat(level_candidates)
+            anchor_idx = torch.div(candidates, self.num_classes, rounding_mode="floor")
+            decoded = self.box_coder.decode_single(regression[b].index_select(0, anchor_idx),
+                                                   anchors.index_select(0, anchor_idx))
+            all_boxes = clip_boxes_to_image(decoded, tuple(image_size))
+            all_labels = candidates % self.num_classes
             kept = batched_nms(all_boxes, all_scores, all_labels, self.nms_thresh)[:k]
             n = kept.numel()
             boxes[b, :n], scores[b, :n], labels[b, :n] = all_boxes[kept], all_scores[kept], all_labels[kept]

@@ -78,6 +78,7 @@ def test_shipped_configs_build():
     from panoptic_ros.model.network import PanopticNet
 
     for name in ("train_synthetic.yaml", "train_synthetic_stage2.yaml", "train_synthetic_stage3.yaml",
+                 "train_synthetic_stage4.yaml",
                  "train_resnet50.yaml"):
         cfg = train.load_config(ROOT / "config" / name)
         model = PanopticNet.from_config(cfg["model"], taxonomy=Taxonomy.cityscapes())

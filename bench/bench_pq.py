@@ -7,15 +7,15 @@ write). Each evaluator then does the whole job from those four inputs (gt JSON, 
 pred folder): parse both JSONs, read and decode every PNG, match segments, average. The runs of the
 evaluators alternate, ``--repeat`` times, and the median wall time is shown; results must agree to 1e-9.
 
-Threads: panoptic_ros decodes in a thread pool of ``os.cpu_count()`` workers, hotcoco in rayon's pool
-(one thread per available core unless RAYON_NUM_THREADS says otherwise), panopticapi in a process pool
-of ``cpu_count()`` processes (its pool adds 3 handler threads); the table shows each one's set-up and, in
-brackets, the most threads seen in this process while it ran beyond those there before (a pool that
-outlives its run counts once). panoptic_ros with one worker is shown too; for one thread each, run the
-bench with RAYON_NUM_THREADS=1 (rayon's pool size is fixed once per process; hotcoco must run in this
-process, as in a fresh process it measured twice as slow here, whatever its thread count). "CPU s" is this
-process's CPU time (panopticapi's children are not in it): on a busy machine it says more than the wall
-time.
+Threads: panoptic_ros decodes in ``os.cpu_count()`` forked worker processes (with one worker: one thread),
+hotcoco in rayon's pool (one thread per available core unless RAYON_NUM_THREADS says otherwise),
+panopticapi in a process pool of ``cpu_count()`` processes (its pool adds 3 handler threads); the table
+shows each one's set-up and, in brackets, the most threads seen in this process while it ran beyond those
+there before (a pool that outlives its run counts once). panoptic_ros with one worker is shown too; for one
+thread each, run the bench with RAYON_NUM_THREADS=1 (rayon's pool size is fixed once per process; hotcoco
+must run in this process, as in a fresh process it measured twice as slow here, whatever its thread count).
+"CPU s" is this process's CPU time (not that of worker processes: "-" for panopticapi and panoptic_ros's
+pool): on a busy machine it says more than the wall time.
 
     .venv/bin/python bench/bench_pq.py                    # 500 frames of 256 x 512, both encoders
     RAYON_NUM_THREADS=1 .venv/bin/python bench/bench_pq.py --skip-panopticapi   # hotcoco on one thread
@@ -111,7 +111,7 @@ def bench_writer(writer: str, args, taxonomy: Taxonomy) -> list[Timed]:
 
         cpus = os.cpu_count() or 1
         tools = [Timed("panoptic_ros", lambda: evaluate_folders(gt_json, gt_dir, pred_json, pred_dir, progress=False),
-                       f"pool of {cpus}"),
+                       f"{cpus} processes"),
                  Timed("panoptic_ros, 1 worker",
                        lambda: evaluate_folders(gt_json, gt_dir, pred_json, pred_dir, workers=1, progress=False), "1"),
                  Timed("hotcoco", lambda: hotcoco_pq(gt_json, pred_json, gt_dir, pred_dir),
@@ -135,8 +135,8 @@ def report(writer: str, tools: list[Timed], frames: int) -> dict:
     out = {}
     for tool in tools:
         wall = statistics.median(tool.wall)
-        # panopticapi works in child processes: its CPU time is not this process's.
-        cpu = "-" if tool.name == "panopticapi" else f"{statistics.median(tool.cpu):.3f}"
+        # panopticapi and panoptic_ros's pool work in child processes: their CPU time is not this process's.
+        cpu = "-" if tool.name in ("panopticapi", "panoptic_ros") else f"{statistics.median(tool.cpu):.3f}"
         threads = f"{tool.threads_note} (+{tool.extra_threads})"
         diff = max_difference(ours.result, tool.result)
         print(f"{tool.name:24s} {threads:>18s} {wall:9.3f} {1000 * wall / frames:9.2f} {cpu:>7s} "

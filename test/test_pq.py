@@ -338,6 +338,15 @@ def test_equals_panopticapi_pq_compute(tmp_path, seed):
     # The same through the PNG folders (thread pool, PNG decoding).
     from_files = PanopticFolders(paths["gt_json"], paths["gt_dir"], paths["pred_json"], paths["pred_dir"])
     assert_same(from_files.evaluate(workers=2, progress=False).result(), ref, cats)
+    # Several batches in forked processes and in threads: the same figures and frames, in file order.
+    by_process = from_files.evaluate(workers=2, progress=False, batch_size=3, pool="process")
+    by_thread = from_files.evaluate(workers=2, progress=False, batch_size=3, pool="thread")
+    assert_same(by_process.result(), ref, cats)
+    assert by_process.result() == by_thread.result()
+    names = [from_files.name(pair) for pair in from_files.pairs]
+    assert by_process.frames == by_thread.frames and [f["name"] for f in by_process.frames] == names
+    with pytest.raises(ValueError, match="pool must be"):
+        from_files.evaluate(progress=False, pool="gpu")
 
 
 def test_equals_cityscapesscripts(tmp_path, monkeypatch):

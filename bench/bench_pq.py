@@ -67,20 +67,27 @@ class Timed:
         self.result = None
 
     def run(self) -> None:
+        """One timed run, with nothing else running in this process."""
+        start, cpu = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()):  # the reference tools print progress
+            self.result = self.fn()
+        self.wall.append(time.perf_counter() - start)
+        self.cpu.append(time.process_time() - cpu)
+
+    def count_threads(self) -> None:
+        """One untimed run while a thread samples this process's thread count (the sampler would take the
+        GIL from an evaluator that holds it, so timed runs go without it)."""
         peak, done = [0], threading.Event()
 
-        def watch():  # the thread count of this process, sampled while the evaluator runs
+        def watch():
             while not done.wait(0.002):
                 peak[0] = max(peak[0], _threads())
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         baseline = _threads()  # with the watcher
-        start, cpu = time.perf_counter(), time.process_time()
-        with contextlib.redirect_stdout(io.StringIO()):  # the reference tools print progress
-            self.result = self.fn()
-        self.wall.append(time.perf_counter() - start)
-        self.cpu.append(time.process_time() - cpu)
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.fn()
         done.set()
         watcher.join()
         # A pool that outlives its run (rayon's) is in later baselines: keep the most seen in this process.
@@ -121,6 +128,8 @@ def bench_writer(writer: str, args, taxonomy: Taxonomy) -> list[Timed]:
 
             tools.append(Timed("panopticapi", lambda: panopticapi_pq(gt_json, pred_json, gt_dir, pred_dir),
                                f"{cpus} processes"))
+        for tool in tools:  # untimed, first: the threads a tool starts (a pool that outlives it counts here)
+            tool.count_threads()
         for _ in range(args.repeat):  # alternate, so that a busy spell of the machine hits every tool
             for tool in tools:
                 tool.run()

@@ -349,6 +349,21 @@ def test_equals_panopticapi_pq_compute(tmp_path, seed):
         from_files.evaluate(progress=False, pool="gpu")
 
 
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_bad_file_in_a_workers_share_is_a_clear_error_in_the_caller(tmp_path, pool):
+    tax = Taxonomy.cityscapes()
+    rng = np.random.default_rng(3)
+    paths = write_pairs(tmp_path, [make_pair(rng, 32, 64, tax) for _ in range(12)], tax.to_coco_categories())
+    folders = PanopticFolders(paths["gt_json"], paths["gt_dir"], paths["pred_json"], paths["pred_dir"])
+    last = folders.pairs[-1][1]["file_name"]  # in the last batch: the second process's share
+    (paths["pred_dir"] / last).unlink()
+    with pytest.raises(ValueError, match=f"cannot read .*{last}"):
+        folders.evaluate(workers=2, progress=False, batch_size=2, pool=pool)
+    (paths["pred_dir"] / last).write_bytes(b"\x89PNG\r\n\x1a\n damaged")
+    with pytest.raises(ValueError, match=last):
+        folders.evaluate(workers=2, progress=False, batch_size=2, pool=pool)
+
+
 def test_equals_cityscapesscripts(tmp_path, monkeypatch):
     from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as cs
 

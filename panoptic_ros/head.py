@@ -128,11 +128,14 @@ class PanopticHead(nn.Module):
             claims (the paper's unknown class); otherwise they keep the plain argmax over Y.
         stuff_area_threshold: stuff categories smaller than this many pixels (of the logit grid the head
             runs on) become void; see :func:`scale_stuff_area_threshold`. 0 disables it.
+        check_values: check the inputs' values on every call (no NaN, valid detections of thing classes);
+            shapes are always checked. A caller that checked the network outputs itself (the Predictor)
+            turns it off and saves a pass over the full-resolution logits.
     """
 
     def __init__(self, thing_train_ids: Sequence[int], stuff_train_ids: Sequence[int],
                  category_ids: Sequence[int], policy: str = "closest_center", unknown: bool = True,
-                 stuff_area_threshold: int = 4096):
+                 stuff_area_threshold: int = 4096, check_values: bool = True):
         super().__init__()
         things = sorted(int(t) for t in thing_train_ids)
         stuff = sorted(int(s) for s in stuff_train_ids)
@@ -150,6 +153,7 @@ class PanopticHead(nn.Module):
         self.policy = policy
         self.unknown = bool(unknown)
         self.stuff_area_threshold = int(stuff_area_threshold)
+        self.check_values = bool(check_values)
         self.num_classes = num_classes
         # Contiguous train-id ranges (Cityscapes: stuff 0-10, things 11-18) are sliced instead of gathered.
         self._thing_span = (things[0], len(things)) if things == list(range(things[0], things[-1] + 1)) else None
@@ -226,7 +230,7 @@ class PanopticHead(nn.Module):
             raise ValueError("policy 'closest_center' needs the centers offsets (B, 2, H, W)")
         if centers is not None and tuple(centers.shape) != (b, 2, h, w):
             raise ValueError(f"centers must be (B, 2, H, W) = {(b, 2, h, w)}, got {tuple(centers.shape)}")
-        if torch.compiler.is_compiling():  # value checks need data; export traces shapes only
+        if not self.check_values or torch.compiler.is_compiling():  # value checks need data; export traces shapes
             return
         lab = labels[valid].long()
         is_thing = (lab >= 0) & (lab < self.num_classes)

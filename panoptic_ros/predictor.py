@@ -66,8 +66,9 @@ class Predictor:
             raise ValueError(f"head_stride must be 1, 2 or 4, got {head_stride}")
         self.head_stride = int(head_stride)
         area = self.stuff_area_threshold // self.head_stride ** 2  # the threshold is in input pixels
+        # Values are checked once, on the network outputs (_fuse), not again on their upsampled copies.
         self.head = PanopticHead.from_taxonomy(self.taxonomy, policy=policy, unknown=unknown,
-                                               stuff_area_threshold=area).eval()
+                                               stuff_area_threshold=area, check_values=False).eval()
         self.backend = backend if not isinstance(backend, str) else create_backend(
             backend, model, self.input_size, metadata=metadata, threads=threads)
         self.device = self.backend.device
@@ -152,8 +153,8 @@ class Predictor:
                                 max_detections=self.max_detections)
         s = self.head_stride
         grid = (h // s, w // s)
-        semantic = F.interpolate(outputs["semantic"], size=grid, mode="bilinear", align_corners=False)
-        centers = F.interpolate(outputs["centers"], size=grid, mode="bilinear", align_corners=False)
+        semantic = resize_bilinear(outputs["semantic"], grid)
+        centers = resize_bilinear(outputs["centers"], grid)
         boxes = det["boxes"]
         if s > 1:
             centers, boxes = centers / s, boxes / s
@@ -179,6 +180,27 @@ class Predictor:
         ids = ids.astype(np.int32, copy=False)
         return PanopticResult(ids, semantic.astype(self.taxonomy.id_to_train.dtype, copy=False),
                               segments_from_output(ids, scores, self.taxonomy))
+
+
+def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)`` of (B, C, H, W).
+
+    For float32 on the CPU and a whole-number upscaling factor per axis (the network's 1/4 logits to the head
+    grid) by OpenCV, plane by plane straight into the output: the same half-pixel rule with clamped borders,
+    and at such factors exact interpolation weights (multiples of 1 / 2k), so the values equal torch's to
+    float rounding. ~4x faster than torch's CPU NCHW kernel (0.33 vs 1.33 ms for 19 x 48 x 96 to 192 x 384
+    here, the largest cost of the head stage). Anything else goes to torch (OpenCV's weights at other
+    factors differ by up to ~1e-4 relative)."""
+    height, width = x.shape[-2:] if x.dim() == 4 else (0, 0)
+    whole = height and width and size[0] % height == 0 and size[1] % width == 0
+    if x.device.type != "cpu" or x.dtype != torch.float32 or not whole:
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    src = x.detach().contiguous().numpy()
+    out = np.empty((*src.shape[:2], *size), dtype=np.float32)
+    for image, planes in zip(src, out):
+        for plane, dst in zip(image, planes):
+            cv2.resize(plane, (size[1], size[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(out)
 
 
 def _all_finite(t: torch.Tensor) -> bool:

@@ -309,6 +309,18 @@ def test_bad_input_raises_clear_errors():
         PanopticHead([11, 12], [0, 1], CITYSCAPES.ids)
 
 
+def test_unchecked_values_give_the_same_output_and_shapes_are_still_checked():
+    checked = PanopticHead.from_taxonomy(CITYSCAPES)
+    unchecked = PanopticHead.from_taxonomy(CITYSCAPES, check_values=False)
+    inputs = random_inputs(6)
+    for got, want in zip(unchecked(*inputs), checked(*inputs)):
+        assert torch.equal(got, want)
+    logits, boxes, labels, scores, valid, centers = inputs
+    unchecked(logits * float("nan"), boxes, labels, scores, valid, centers)  # the caller's job now: no error
+    with pytest.raises(ValueError, match="semantic_logits must be"):
+        unchecked(logits[:, :5], boxes, labels, scores, valid, centers)
+
+
 def test_batch_images_are_independent():
     head = PanopticHead.from_taxonomy(CITYSCAPES, stuff_area_threshold=10)
     a, b = random_inputs(4), random_inputs(5)

@@ -139,3 +139,26 @@ def test_preprocess_is_the_float32_normalisation_in_nchw(model_and_meta):
         resized = image if image.shape[:2] == INPUT else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         want = (resized.astype(np.float32) - p.mean) / p.std  # float32 per value, HWC
         assert np.array_equal(got[i].numpy(), want.transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("shape, size", [((1, 19, 12, 24), (48, 96)), ((2, 3, 7, 9), (14, 27)),
+                                         ((1, 2, 16, 32), (16, 32)), ((1, 4, 40, 64), (13, 21)),
+                                         ((1, 3, 7, 9), (20, 33))])
+def test_opencv_bilinear_resize_equals_torch_to_float_rounding(shape, size):
+    import torch.nn.functional as F
+
+    from panoptic_ros.predictor import resize_bilinear
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * 8
+    x[..., 0, 0] = 30.0  # a corner: the clamped border rule decides these rows and columns
+    want = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    got = resize_bilinear(x, size)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    whole = size[0] % shape[2] == 0 and size[1] % shape[3] == 0
+    if whole:  # OpenCV's path
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    else:  # torch's own kernel
+        assert torch.equal(got, want)
+    # Other dtypes take torch's kernel itself.
+    assert torch.equal(resize_bilinear(x.double(), size), F.interpolate(x.double(), size=size, mode="bilinear",
+                                                                        align_corners=False))

@@ -42,6 +42,16 @@ def test_model_evaluation_writes_every_metric_and_the_report(setup):
         assert (out / png).stat().st_size > 1000
 
 
+def test_model_evaluation_runs_the_head_on_a_coarser_grid_when_asked(setup):
+    out = setup / "report_stride2"
+    assert main(["model", str(setup / "tiny.pt"), str(setup / "data"), "--backend", "cpu", "--frames", "2",
+                 "--score-threshold", "0.011", "--head-stride", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["extra"]["head_stride"] == 2 and report["num_frames"] == 2
+    with pytest.raises(SystemExit):  # argparse: only 1, 2 or 4
+        main(["model", str(setup / "tiny.pt"), str(setup / "data"), "--head-stride", "3"])
+
+
 def test_model_evaluation_refuses_another_class_list(setup, tmp_path, capsys):
     other = Taxonomy.from_coco_categories([{"id": 1, "name": "thing", "isthing": 1},
                                            {"id": 2, "name": "ground", "isthing": 0}])

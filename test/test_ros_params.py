@@ -14,6 +14,7 @@ def test_defaults_make_a_valid_config():
     assert cfg.camera_pose == Pose(1.5, 0.0, 1.5, 0.0, 0.0, 0.0)
     assert cfg.input_qos == "sensor_data" and cfg.image_transport == "raw"
     assert cfg.camera_pose_source == "auto" and cfg.tf_timeout == 0.05 and cfg.max_consecutive_failures == 0
+    assert cfg.head_stride == 1 and NodeConfig.from_values({"head_stride": 2}).head_stride == 2
 
 
 def test_values_override_defaults():
@@ -36,6 +37,8 @@ def test_values_override_defaults():
     ({"max_consecutive_failures": -1}, r"max_consecutive_failures=-1 is outside \[0, 1000000\]"),
     ({"max_consecutive_failures": 2.5}, "wrong type"),
     ({"tf_timeout": -0.1}, "tf_timeout"),
+    ({"head_stride": 3}, "head_stride=3: choose one of 1, 2, 4"),
+    ({"head_stride": 8}, r"head_stride=8 is outside \[1, 4\]"),
 ])
 def test_bad_values_name_the_parameter(values, needle):
     with pytest.raises(ValueError, match=needle):

@@ -82,7 +82,7 @@ def _predictor(args):
 
     return Predictor.from_checkpoint(args.model, backend=args.backend, score_threshold=args.score_threshold,
                                      stuff_area_threshold=args.stuff_area_threshold, policy=args.policy,
-                                     unknown=args.unknown)
+                                     unknown=args.unknown, head_stride=args.head_stride)
 
 
 def run_model(args) -> int:
@@ -126,7 +126,7 @@ def run_bag(args) -> int:
 
 def _settings(predictor, args) -> dict:
     return {"score_threshold": predictor.score_threshold, "stuff_area_threshold": predictor.stuff_area_threshold,
-            "policy": args.policy, "unknown": args.unknown}
+            "policy": args.policy, "unknown": args.unknown, "head_stride": predictor.head_stride}
 
 
 def add_predictor_args(parser) -> None:
@@ -140,6 +140,8 @@ def add_predictor_args(parser) -> None:
                         choices=("closest_center", "highest_confidence", "smallest_first"))
     parser.add_argument("--unknown", action=__import__("argparse").BooleanOptionalAction, default=True,
                         help="predict unknown for thing pixels no detection explains")
+    parser.add_argument("--head-stride", type=int, default=1, choices=(1, 2, 4),
+                        help="panoptic head on a grid this many times coarser than the network input (1 = exact)")
     parser.add_argument("--frames", type=int, default=None, help="evaluate only the first N frames")
     parser.add_argument("--worst", type=int, default=6, help="how many lowest-PQ frames to draw")
 

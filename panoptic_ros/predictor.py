@@ -20,6 +20,7 @@ from .panoptic import PanopticResult, semantic_from_ids
 from .taxonomy import Taxonomy
 
 PAPER_SCORE_THRESHOLD = 0.4  # Weber et al. 2020
+HEAD_STRIDES = (1, 2, 4)  # the head grids the Predictor offers: 1 = the network input
 
 
 class Predictor:
@@ -62,7 +63,7 @@ class Predictor:
         self.score_threshold = float(score_threshold)
         self.stuff_area_threshold = int(stuff_area_threshold)
         self.max_detections = int(max_detections)
-        if head_stride not in (1, 2, 4):
+        if head_stride not in HEAD_STRIDES:
             raise ValueError(f"head_stride must be 1, 2 or 4, got {head_stride}")
         self.head_stride = int(head_stride)
         area = self.stuff_area_threshold // self.head_stride ** 2  # the threshold is in input pixels

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from panoptic_ros.geometry import GridSpec, Pose
-from panoptic_ros.ros.params import (BACKENDS, OVERLAP_POLICIES, PARAMETERS, NodeConfig, help_text)
+from panoptic_ros.ros.params import (BACKENDS, HEAD_STRIDES, OVERLAP_POLICIES, PARAMETERS, NodeConfig, help_text)
 
 
 def test_defaults_make_a_valid_config():
@@ -49,6 +49,10 @@ def test_choices_match_the_core():
     from panoptic_ros.head import POLICIES
 
     assert set(OVERLAP_POLICIES) == set(POLICIES)
+    from panoptic_ros.evaluation import run
+    from panoptic_ros.predictor import HEAD_STRIDES as CORE_STRIDES
+
+    assert HEAD_STRIDES == run.HEAD_STRIDES == CORE_STRIDES
     from panoptic_ros.runtime import backends
 
     assert set(BACKENDS) - {"auto"} == set(backends.AUTO_ORDER)

@@ -26,6 +26,9 @@ from .pq import PQAccumulator, format_table
 from .report import write_report
 from .semantic import SemanticAccumulator
 
+# = predictor.HEAD_STRIDES (tested); a copy, as importing the predictor loads torch for every subcommand
+HEAD_STRIDES = (1, 2, 4)
+
 
 def evaluate_predictor(predictor, samples: Iterable[Sample], out: Path | None, title: str, worst: int = 6,
                        total: int | None = None, extra: dict | None = None) -> dict:
@@ -140,7 +143,7 @@ def add_predictor_args(parser) -> None:
                         choices=("closest_center", "highest_confidence", "smallest_first"))
     parser.add_argument("--unknown", action=__import__("argparse").BooleanOptionalAction, default=True,
                         help="predict unknown for thing pixels no detection explains")
-    parser.add_argument("--head-stride", type=int, default=1, choices=(1, 2, 4),
+    parser.add_argument("--head-stride", type=int, default=1, choices=HEAD_STRIDES,
                         help="panoptic head on a grid this many times coarser than the network input (1 = exact)")
     parser.add_argument("--frames", type=int, default=None, help="evaluate only the first N frames")
     parser.add_argument("--worst", type=int, default=6, help="how many lowest-PQ frames to draw")

@@ -17,6 +17,7 @@ INPUT_QOS = ("sensor_data", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 CAMERA_POSE_SOURCES = ("auto", "parameters", "tf")
 OVERLAP_POLICIES = ("highest_confidence", "smallest_first", "closest_center")  # = head.POLICIES (tested)
+HEAD_STRIDES = (1, 2, 4)  # = predictor.HEAD_STRIDES (tested)
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class ParamSpec:
     default: Any
     description: str
     range: tuple[float, float] | None = None  # inclusive bounds for numbers
-    choices: tuple[str, ...] | None = None
+    choices: tuple[Any, ...] | None = None
     constraints: str = ""
 
 
@@ -48,7 +49,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "size.", range=(-1, 1 << 24)),
     ParamSpec("head_stride", 1, "Run the panoptic head on a grid this many times coarser than the network input "
               "(1, 2 or 4) and upscale its ids: 1 = the exact head; 2 = about half the head's cost at a small PQ "
-              "cost (README).", range=(1, 4), constraints="1, 2 or 4"),
+              "cost (README).", range=(1, 4), choices=HEAD_STRIDES),
     ParamSpec("camera_frame", "", "frame_id of the image outputs; empty = the input image's frame_id."),
     ParamSpec("output_frame", "base_link", "frame_id of the occupancy grid and the footprint markers."),
     ParamSpec("camera_pose_source", "auto",
@@ -140,8 +141,6 @@ class NodeConfig:
         grid = GridSpec(float(v["grid.resolution"]), float(v["grid.x_min"]), float(v["grid.x_max"]),
                         float(v["grid.y_min"]), float(v["grid.y_max"]), str(v["output_frame"]))
         pose = Pose(*(float(v[f"camera.{k}"]) for k in ("x", "y", "z", "roll", "pitch", "yaw")))
-        if v["head_stride"] not in (1, 2, 4):
-            raise ValueError(f"parameter head_stride={v['head_stride']!r}: choose one of 1, 2, 4")
         if not str(v["output_frame"]):
             raise ValueError("parameter output_frame must not be empty")
         return cls(
@@ -172,16 +171,16 @@ def _check(spec: ParamSpec, value: Any) -> None:
         ok = isinstance(value, (list, tuple)) and all(isinstance(x, type(default[0])) for x in value)
     if not ok:
         raise ValueError(f"parameter {spec.name}={value!r} has the wrong type; expected like {default!r}")
-    if spec.choices is not None and value not in spec.choices:
-        raise ValueError(f"parameter {spec.name}={value!r}: choose one of {', '.join(spec.choices)}")
     if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
         raise ValueError(f"parameter {spec.name}={value!r} is outside [{spec.range[0]}, {spec.range[1]}]")
+    if spec.choices is not None and value not in spec.choices:
+        raise ValueError(f"parameter {spec.name}={value!r}: choose one of {', '.join(map(str, spec.choices))}")
 
 
 def help_text() -> str:
     """The parameter list for ``panoptic_node --help``."""
     lines = ["parameters (set with --ros-args -p name:=value or --params-file config/panoptic.yaml):"]
     for p in PARAMETERS:
-        extra = f" {{{', '.join(p.choices)}}}" if p.choices else (f" [{p.range[0]}, {p.range[1]}]" if p.range else "")
+        extra = f" {{{', '.join(map(str, p.choices))}}}" if p.choices else (f" [{p.range[0]}, {p.range[1]}]" if p.range else "")
         lines.append(f"  {p.name} (default {p.default!r}){extra}\n      {p.description}")
     return "\n".join(lines)

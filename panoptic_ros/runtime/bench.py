@@ -220,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         strides = [int(v) for v in args.head_strides.split(",") if v.strip()]
     except ValueError:
         strides = []
-    if not strides or any(v not in (1, 2, 4) for v in strides):
+    from ..predictor import HEAD_STRIDES
+
+    if not strides or any(v not in HEAD_STRIDES for v in strides):
         print(f"panoptic-bench: --head-strides must list values among 1, 2, 4, got {args.head_strides!r}",
               file=sys.stderr)
         return 2

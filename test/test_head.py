@@ -152,6 +152,24 @@ def test_random_cases_cover_the_corner_cases(random_results):
 
 
 @pytest.mark.parametrize("policy", POLICIES)
+def test_torch_ops_path_equals_the_numpy_path(monkeypatch, policy):
+    """Eager CPU inference compares through numpy (numpy_ops); traced, compiled and GPU runs keep the torch
+    ops. Both give the same ids and semantic on the random cases (ties, -inf, garbage padding)."""
+    import panoptic_ros.head as head_module
+    import panoptic_ros.numpy_ops as numpy_ops
+
+    cases = [random_case(7000 + n) for n in range(40)]
+    heads = [PanopticHead.from_taxonomy(c["tax"], policy=policy, unknown=n % 2 == 0, stuff_area_threshold=c["threshold"])
+             for n, c in enumerate(cases)]
+    with_numpy = [run_fast(head, case) for head, case in zip(heads, cases)]
+    for module in (head_module, numpy_ops):
+        monkeypatch.setattr(module, "eager_cpu", lambda *tensors: False)
+    for head, case, (ids, sem) in zip(heads, cases, with_numpy):
+        torch_ids, torch_sem = run_fast(head, case)
+        assert np.array_equal(ids, torch_ids) and np.array_equal(sem, torch_sem)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
 def test_fast_head_equals_reference_on_larger_images(policy):
     """Images with more pixel lines than 2K + 1 take the cut-at-box-edges path with many cells per axis."""
     for seed in range(1):

@@ -15,6 +15,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
 
+from ..numpy_ops import greater
 from .backbone import group_norm, level_sizes
 
 
@@ -146,7 +147,7 @@ class DetectionBranch(nn.Module):
             level_scores, level_candidates, offset = [], [], 0
             for logits in cls_logits[b].split(counts):
                 scores_l = torch.sigmoid(logits).flatten()
-                candidates = _sparse_nonzero(scores_l > score_threshold)
+                candidates = _sparse_nonzero(greater(scores_l, float(score_threshold)))
                 if candidates.numel():
                     scores_l, order = scores_l.index_select(0, candidates).topk(
                         min(self.topk_candidates, candidates.numel()))

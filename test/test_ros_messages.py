@@ -159,6 +159,15 @@ def test_footprint_markers():
         assert (round(outline.color.r * 255), round(outline.color.g * 255), round(outline.color.b * 255)) == color
         assert label.text == f"{TAX.by_id[fp.category_id].name} {fp.id}"
         assert (label.pose.position.x, label.pose.position.y) == pytest.approx(fp.centroid)
+        assert outline.id == label.id == fp.id and (outline.ns, label.ns) == ("footprints", "labels")
+        assert outline.scale.x == pytest.approx(0.1) and label.scale.z == pytest.approx(0.8)
+        assert label.header.frame_id == "base_link" and label.pose.position.z == 1.0
+    # Markers are built as copies of templates: no two may share their per-footprint parts.
+    for part in ("points", "color", "pose"):
+        assert len({id(getattr(m, part)) for m in rest[(part == "pose")::2]}) == len(bev.footprints)
+    back = roundtrip(msg)  # and the array serialises as built (colours are float32 on the wire)
+    assert [(m.id, m.ns, m.text, len(m.points)) for m in back.markers] == [(m.id, m.ns, m.text, len(m.points))
+                                                                      for m in msg.markers]
 
 
 def test_diagnostics_message():

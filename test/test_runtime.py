@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import logging
+import statistics
 import shutil
 
 import numpy as np
@@ -265,10 +266,27 @@ def test_bench_smoke_writes_the_json_keys(net, cache_dir, tmp_path, capsys, monk
         assert entry["input_size"] == list(INPUT) and entry["frames"] == 2
         # Each frame is timed as a whole, so end to end covers at least the network.
         assert entry["end_to_end_ms"] >= entry["stages_ms"]["network"]
-        assert entry["end_to_end_over_network"] == pytest.approx(entry["end_to_end_ms"] / entry["stages_ms"]["network"], rel=1e-3)
+        # The ratio is paired: the median over frames of each frame's end to end / network.
+        frames = entry["per_frame_ms"]
+        assert len(frames["network"]) == len(frames["end_to_end"]) == 2
+        assert entry["end_to_end_over_network"] == pytest.approx(
+            bench.paired_ratio(frames["end_to_end"], frames["network"]), rel=1e-4)
+        assert entry["end_to_end_over_network"] >= 1 and entry["stages_ms"]["network"] == pytest.approx(
+            statistics.median(frames["network"]), abs=2e-3)
+        assert entry["ratio_of_medians"] == pytest.approx(entry["end_to_end_ms"] / entry["stages_ms"]["network"], rel=1e-3)
         if not CUDA:
             assert entry["device"].startswith("cpu")
     assert "end to end / network" in printed
+
+
+def test_paired_ratio_divides_within_frames():
+    network, other = [100.0, 90.0, 110.0], [5.0, 30.0, 5.5]  # the second frame hit a slow moment after the network
+    totals = [n + o for n, o in zip(network, other)]
+    assert bench.paired_ratio(totals, network) == pytest.approx(1.05)  # the typical frame: 5 % outside the network
+    # The ratio of the medians divides the total of frame 3 by the network time of frame 1.
+    assert statistics.median(totals) / statistics.median(network) == pytest.approx(1.155)
+    with pytest.raises(ValueError):
+        bench.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_bench_needs_a_model(tmp_path, capsys):

@@ -11,6 +11,12 @@ the camera of frame 0 for the grid (a vehicle's camera does not move). Reports m
 after ``--warmup`` frames, the end-to-end median (each frame timed as a whole) and end-to-end / network.
 Figures are for the device each backend ran on (recorded from torch); nothing is extrapolated.
 
+``end_to_end_over_network`` is the median over frames of each frame's end to end / network: both parts of
+one ratio are timed on the same frame, under the same load. On a shared machine the network alone can take
+85 ms in one second and 150 ms in the next (seen here within one 60-frame run), and the ratio of the two
+medians (``ratio_of_medians``, also reported) then divides a median total from one stretch by a median
+network time from another: it swung from 1.14 to 1.19 between runs whose per-stage medians agreed.
+
 On a shared machine wall time also counts the time spent waiting for a core, so the same ratio is also
 given in process CPU time (``cpu_end_to_end_over_network``; with ``--threads 1`` it is what the wall-time ratio
 would be on an idle core; meaningless for GPU backends, whose network time is not host CPU time), and per stage
@@ -97,6 +103,11 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def paired_ratio(totals: Sequence[float], parts: Sequence[float]) -> float:
+    """Median over frames of total / part, each pair from the same frame (see the module docstring)."""
+    return statistics.median(t / max(p, 1e-9) for t, p in zip(totals, parts, strict=True))
+
+
 def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup: int, encode,
             head_stride: int = 1) -> dict:
     """Per-stage and end-to-end medians (ms) of ``backend`` over ``frames`` (the first ``warmup`` untimed)."""
@@ -111,7 +122,7 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
     messages = [image_to_fields(f.image, "rgb8") for f in frames]
     times = {s: [] for s in STAGES}
     cpu_times = {s: [] for s in CPU_STAGES}
-    total, cpu_total, cpu_network = [], [], []
+    total, cpu_total, cpu_network, network = [], [], [], []
     for i, (frame, fields) in enumerate(zip(frames, messages)):
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -135,21 +146,25 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
                              ("grid", 1e3 * (t3 - t2)), ("encode", 1e3 * (t4 - t3))):
             times[stage].append(value)
         total.append(1e3 * (t4 - t0))
+        network.append(ms["network"])
         cpu_total.append(1e3 * (cpu4 - cpu0))
         cpu_network.append(synchronised.last_cpu_ms)
     stages = {s: round(statistics.median(v), 3) for s, v in times.items()}
     end_to_end = statistics.median(total)
+    ratio, cpu_ratio = paired_ratio(total, network), paired_ratio(cpu_total, cpu_network)
     return {"backend": backend.name, "device": _device_name(backend.device),
             "input_size": list(predictor.input_size), "image_size": [int(v) for v in frames[0].image.shape[:2]],
             "stages_ms": stages, "end_to_end_ms": round(end_to_end, 3),
-            "end_to_end_over_network": round(end_to_end / stages["network"], 4),
+            "end_to_end_over_network": round(ratio, 4),
+            "ratio_of_medians": round(end_to_end / stages["network"], 4),
             # Process CPU time: what a loaded machine inflates least (wall time also counts waiting for a core).
             "cpu_ms": {"network": round(statistics.median(cpu_network), 3),
                        **{s: round(statistics.median(v), 3) for s, v in cpu_times.items()},
                        "end_to_end": round(statistics.median(cpu_total), 3)},
-            "cpu_end_to_end_over_network": round(statistics.median(cpu_total)
-                                                 / max(statistics.median(cpu_network), 1e-9), 4),
-            "frames": len(total), "head_stride": head_stride, "describe": backend.describe()}
+            "cpu_end_to_end_over_network": round(cpu_ratio, 4),
+            "frames": len(total), "head_stride": head_stride, "describe": backend.describe(),
+            # Each timed frame, for checking the medians or seeing the machine's load change.
+            "per_frame_ms": {"network": [round(v, 3) for v in network], "end_to_end": [round(v, 3) for v in total]}}
 
 
 def _table(results: list[dict]) -> str:
@@ -162,6 +177,7 @@ def _table(results: list[dict]) -> str:
     lines.append("end to end".ljust(20) + "".join(f"{r['end_to_end_ms']:{width}.2f}" for r in results))
     lines.append("end to end / network".ljust(20) + "".join(f"{r['end_to_end_over_network']:{width}.3f}"
                                                            for r in results))
+    lines.append("  ratio of medians".ljust(20) + "".join(f"{r['ratio_of_medians']:{width}.3f}" for r in results))
     lines.append("same, CPU time".ljust(20) + "".join(f"{r['cpu_end_to_end_over_network']:{width}.3f}"
                                                      for r in results))
     lines.append("CPU time (median ms)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 from .taxonomy import VOID_TRAIN_ID, Taxonomy
@@ -120,7 +121,10 @@ def colorize(ids: np.ndarray, taxonomy: Taxonomy, image: np.ndarray | None = Non
     ids = np.asarray(ids)
     table = _colour_table(taxonomy)
     if np.issubdtype(ids.dtype, np.integer) and ids.size and ids.min() >= 0 and ids.max() < len(table):
-        rgb = np.take(table, ids, axis=0)  # np.take: ~20x faster than table[ids] for (N, 3) rows
+        # One 4-byte item per pixel, then the pad byte dropped by OpenCV: ~4x faster than np.take of the
+        # (L, 3) rows, which copies 3 bytes at a time.
+        rgba = np.take(table, ids).view(np.uint8).reshape(*ids.shape, 4)
+        rgb = cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB) if ids.ndim == 2 else np.ascontiguousarray(rgba[..., :3])
     else:  # ids beyond every category of the taxonomy (or a float map): per pixel
         rgb = _instance_colours(ids, taxonomy)
     if image is not None:
@@ -152,7 +156,8 @@ _COLOUR_TABLES: dict[bytes, np.ndarray] = {}
 
 
 def _colour_table(taxonomy: Taxonomy) -> np.ndarray:
-    """(L, 3) uint8: row i = :func:`_instance_colours` of id i, for every id up to the last category's.
+    """(L,) uint32: item i holds the bytes R, G, B, 0 of :func:`_instance_colours` of id i, for every id up to
+    the last category's.
 
     Kept per content of the taxonomy's id table and colours (an edited taxonomy gets its own table).
     """
@@ -161,7 +166,9 @@ def _colour_table(taxonomy: Taxonomy) -> np.ndarray:
     if table is None:
         known = np.flatnonzero(taxonomy.id_to_train != VOID_TRAIN_ID)
         size = (int(known.max()) + 1 if len(known) else 1) * OFFSET
-        table = _instance_colours(np.arange(size, dtype=np.int64).reshape(1, size), taxonomy)[0]
+        rgba = np.zeros((size, 4), dtype=np.uint8)
+        rgba[:, :3] = _instance_colours(np.arange(size, dtype=np.int64).reshape(1, size), taxonomy)[0]
+        table = rgba.view(np.uint32).reshape(size)
         table.flags.writeable = False  # shared by every call
         if len(_COLOUR_TABLES) >= 8:
             _COLOUR_TABLES.clear()
@@ -173,8 +180,11 @@ def _blend(rgb: np.ndarray, image: np.ndarray, alpha) -> np.ndarray:
     """``uint8(alpha * rgb + (1 - alpha) * image)`` in float64, computed without floats where that is exact."""
     if image.dtype != np.uint8 or image.shape != rgb.shape or type(alpha) is not float or not 0.0 <= alpha <= 1.0:
         return (alpha * rgb + (1 - alpha) * image).astype(np.uint8)
-    if alpha == 0.5:  # 0.5 * a + 0.5 * b = (a + b) / 2 exactly in float64; truncation = the shift
-        return ((rgb.astype(np.uint16) + image) >> 1).astype(np.uint8)
+    if alpha == 0.5:  # 0.5 * a + 0.5 * b = (a + b) / 2 exactly in float64, truncated: (a & b) + ((a ^ b) >> 1)
+        out = np.bitwise_xor(rgb, image)  # in uint8, without widening to uint16 and back
+        out >>= 1
+        out += rgb & image
+        return out
     return np.take(_blend_table(alpha), (rgb.astype(np.uint16) << 8) | image)
 
 

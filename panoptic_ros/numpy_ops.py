@@ -1,4 +1,5 @@
-"""Tensor comparisons through numpy views, for eager inference on the CPU.
+"""Tensor comparisons (and the positions of True in a mask) through numpy views, for eager inference on
+the CPU.
 
 Written by hand (a few lines) because this torch build's CPU comparison kernels, which write bool, run
 4-8x slower than numpy's SIMD loops (0.9 vs 0.11 ns per element on one core here; an add costs 0.17): the
@@ -50,3 +51,11 @@ greater_equal = _compare(np.greater_equal, torch.ge)
 less = _compare(np.less, torch.lt)
 equal = _compare(np.equal, torch.eq)
 not_equal = _compare(np.not_equal, torch.ne)
+
+
+def flatnonzero(mask: torch.Tensor) -> torch.Tensor:
+    """``torch.nonzero(mask.reshape(-1)).squeeze(1)`` (int64 positions of True, ascending); numpy's is 2-4x
+    faster on the CPU for the mostly-False masks of anchors above the score threshold."""
+    if eager_cpu(mask) and mask.dtype == torch.bool:
+        return torch.from_numpy(np.flatnonzero(mask.numpy()).astype(np.int64, copy=False))
+    return torch.nonzero(mask.reshape(-1)).squeeze(1)

@@ -104,17 +104,3 @@ def test_wrong_size_is_still_refused_with_a_warm_cache():
     det.detect(outputs, SIZES[0])
     with pytest.raises(ValueError, match="network input size"):
         det.detect(outputs, SIZES[1])
-
-
-@pytest.mark.parametrize("size", [7, 64, 65536, 65541, 331776, 400003])
-@pytest.mark.parametrize("density", [0.0, 1e-4, 0.02, 1.0])
-def test_sparse_nonzero_equals_torch_nonzero(size, density):
-    from panoptic_ros.model.detection import _sparse_nonzero
-
-    mask = torch.rand(size, generator=torch.Generator().manual_seed(size)) < density
-    mask[-1] = density > 0  # the tail past the last whole word
-    want = torch.nonzero(mask).squeeze(1)
-    got = _sparse_nonzero(mask)
-    assert got.dtype == want.dtype and torch.equal(got, want)
-    strided = torch.stack([mask, mask], 1).reshape(-1)[::2]  # not contiguous: torch's own
-    assert torch.equal(_sparse_nonzero(strided), want)

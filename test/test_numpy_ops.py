@@ -73,3 +73,16 @@ def test_traced_and_exported_code_keeps_the_torch_op():
     traced = torch.jit.trace(Compare(), (x, y))
     assert torch.equal(traced(other, y), Compare()(other, y))
     assert not numpy_ops.eager_cpu(torch.zeros(1, device="meta"))
+
+
+@pytest.mark.parametrize("size", [0, 7, 65541, 331776])
+@pytest.mark.parametrize("density", [0.0, 1e-4, 0.02, 1.0])
+def test_flatnonzero_equals_torch_nonzero(size, density):
+    mask = torch.rand(size, generator=torch.Generator().manual_seed(size)) < density
+    want = torch.nonzero(mask).squeeze(1)
+    got = numpy_ops.flatnonzero(mask)
+    assert got.dtype == want.dtype == torch.int64 and torch.equal(got, want)
+    strided = torch.stack([mask, mask], 1).reshape(-1)[::2]
+    assert torch.equal(numpy_ops.flatnonzero(strided), want)
+    grid = mask[: size // 4 * 4].reshape(4, -1)  # any shape: positions in the flattened mask
+    assert torch.equal(numpy_ops.flatnonzero(grid), torch.nonzero(grid.reshape(-1)).squeeze(1))

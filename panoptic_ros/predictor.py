@@ -187,21 +187,30 @@ def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``F.interpolate(x, size, mode="bilinear", align_corners=False)`` of (B, C, H, W).
 
     For float32 on the CPU and a whole-number upscaling factor per axis (the network's 1/4 logits to the head
-    grid) by OpenCV, plane by plane straight into the output: the same half-pixel rule with clamped borders,
-    and at such factors exact interpolation weights (multiples of 1 / 2k), so the values equal torch's to
-    float rounding. ~4x faster than torch's CPU NCHW kernel (0.33 vs 1.33 ms for 19 x 48 x 96 to 192 x 384
-    here, the largest cost of the head stage). Anything else goes to torch (OpenCV's weights at other
-    factors differ by up to ~1e-4 relative)."""
+    grid) by OpenCV: the same half-pixel rule with clamped borders, and at such factors exact interpolation
+    weights (multiples of 1 / 2k), so the values equal torch's to float rounding. All planes go in one call,
+    stacked as one tall image (OpenCV's per-call cost made 19 plane-by-plane calls 2.5x slower); only the
+    rows beyond the first and last source row centres of each plane, which the stack blends with the
+    neighbouring plane instead of clamping, are redone from those source rows. ~8x faster than torch's CPU
+    NCHW kernel (19 x 48 x 96 to 192 x 384 here, the largest cost of the head stage). Anything else goes to
+    torch (OpenCV's weights at other factors differ by up to ~1e-4 relative)."""
     height, width = x.shape[-2:] if x.dim() == 4 else (0, 0)
     whole = height and width and size[0] % height == 0 and size[1] % width == 0
     if x.device.type != "cpu" or x.dtype != torch.float32 or not whole:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     src = x.detach().contiguous().numpy()
-    out = np.empty((*src.shape[:2], *size), dtype=np.float32)
-    for image, planes in zip(src, out):
-        for plane, dst in zip(image, planes):
-            cv2.resize(plane, (size[1], size[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
-    return torch.from_numpy(out)
+    planes = src.shape[0] * src.shape[1]
+    out = np.empty((planes, *size), dtype=np.float32)
+    cv2.resize(src.reshape(planes * height, width), (size[1], planes * size[0]),
+               dst=out.reshape(planes * size[0], size[1]), interpolation=cv2.INTER_LINEAR)
+    clamped = size[0] // height // 2  # output rows above the first source row's centre (below the last's)
+    if clamped:
+        edges = np.ascontiguousarray(src.reshape(planes, height, width)[:, [0, height - 1]])
+        rows = cv2.resize(edges.reshape(2 * planes, width), (size[1], 2 * planes),
+                          interpolation=cv2.INTER_LINEAR).reshape(planes, 2, size[1])
+        out[:, :clamped] = rows[:, :1]
+        out[:, size[0] - clamped:] = rows[:, 1:]
+    return torch.from_numpy(out.reshape(*src.shape[:2], *size))
 
 
 def _all_finite(t: torch.Tensor) -> bool:

@@ -143,7 +143,7 @@ def test_preprocess_is_the_float32_normalisation_in_nchw(model_and_meta):
 
 @pytest.mark.parametrize("shape, size", [((1, 19, 12, 24), (48, 96)), ((2, 3, 7, 9), (14, 27)),
                                          ((1, 2, 16, 32), (16, 32)), ((1, 4, 40, 64), (13, 21)),
-                                         ((1, 3, 7, 9), (20, 33))])
+                                         ((1, 3, 7, 9), (20, 33)), ((2, 5, 6, 4), (18, 8)), ((1, 2, 1, 3), (4, 6))])
 def test_opencv_bilinear_resize_equals_torch_to_float_rounding(shape, size):
     import torch.nn.functional as F
 

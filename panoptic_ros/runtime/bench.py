@@ -122,7 +122,7 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
     messages = [image_to_fields(f.image, "rgb8") for f in frames]
     times = {s: [] for s in STAGES}
     cpu_times = {s: [] for s in CPU_STAGES}
-    total, cpu_total, cpu_network, network = [], [], [], []
+    total, cpu_total, cpu_network = [], [], []
     for i, (frame, fields) in enumerate(zip(frames, messages)):
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -146,12 +146,11 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
                              ("grid", 1e3 * (t3 - t2)), ("encode", 1e3 * (t4 - t3))):
             times[stage].append(value)
         total.append(1e3 * (t4 - t0))
-        network.append(ms["network"])
         cpu_total.append(1e3 * (cpu4 - cpu0))
         cpu_network.append(synchronised.last_cpu_ms)
     stages = {s: round(statistics.median(v), 3) for s, v in times.items()}
     end_to_end = statistics.median(total)
-    ratio, cpu_ratio = paired_ratio(total, network), paired_ratio(cpu_total, cpu_network)
+    ratio, cpu_ratio = paired_ratio(total, times["network"]), paired_ratio(cpu_total, cpu_network)
     return {"backend": backend.name, "device": _device_name(backend.device),
             "input_size": list(predictor.input_size), "image_size": [int(v) for v in frames[0].image.shape[:2]],
             "stages_ms": stages, "end_to_end_ms": round(end_to_end, 3),
@@ -164,7 +163,7 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
             "cpu_end_to_end_over_network": round(cpu_ratio, 4),
             "frames": len(total), "head_stride": head_stride, "describe": backend.describe(),
             # Each timed frame, for checking the medians or seeing the machine's load change.
-            "per_frame_ms": {"network": [round(v, 3) for v in network], "end_to_end": [round(v, 3) for v in total]}}
+            "per_frame_ms": {"network": [round(v, 3) for v in times["network"]], "end_to_end": [round(v, 3) for v in total]}}
 
 
 def _table(results: list[dict]) -> str:

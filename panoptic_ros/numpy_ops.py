@@ -20,26 +20,27 @@ def eager_cpu(*tensors: torch.Tensor) -> bool:
     return all(type(t) is torch.Tensor and t.device.type == "cpu" and not t.requires_grad for t in tensors)
 
 
-def _numpy_operand(b, like: torch.Tensor):
-    """``b`` as numpy, compared as torch would compare it with ``like``; None when numpy's rules could differ
-    (mixed dtypes, a float with an integer tensor, an integer out of ``like``'s range)."""
+def _numpy_operand(b, like: np.ndarray):
+    """``b`` as numpy, compared as torch would compare it with the tensor viewed by ``like``; None when
+    numpy's rules could differ (mixed dtypes, a float with an integer tensor, an integer out of range)."""
     if isinstance(b, torch.Tensor):
-        return b.numpy() if b.dtype == like.dtype else None
-    dtype = torch.empty((), dtype=like.dtype).numpy().dtype
-    if isinstance(b, float) and like.is_floating_point():
-        return dtype.type(b)  # torch rounds a Python float to the tensor's float type
-    if isinstance(b, int) and not isinstance(b, bool) and not like.is_floating_point() and like.dtype != torch.bool:
-        info = np.iinfo(dtype)
-        return dtype.type(b) if info.min <= b <= info.max else None
+        other = b.numpy()
+        return other if other.dtype == like.dtype else None
+    if isinstance(b, float) and like.dtype.kind == "f":
+        return like.dtype.type(b)  # torch rounds a Python float to the tensor's float type
+    if isinstance(b, int) and not isinstance(b, bool) and like.dtype.kind in "iu":
+        info = np.iinfo(like.dtype)
+        return like.dtype.type(b) if info.min <= b <= info.max else None
     return None
 
 
 def _compare(numpy_op, torch_op):
     def compare(a: torch.Tensor, b) -> torch.Tensor:
         if eager_cpu(a, *([b] if isinstance(b, torch.Tensor) else [])):
-            other = _numpy_operand(b, a)
+            view = a.numpy()
+            other = _numpy_operand(b, view)
             if other is not None:
-                return torch.from_numpy(np.asarray(numpy_op(a.numpy(), other)))
+                return torch.from_numpy(np.asarray(numpy_op(view, other)))
         return torch_op(a, b)
     compare.__name__ = torch_op.__name__
     compare.__doc__ = f"``torch.{torch_op.__name__}(a, b)`` (broadcasting), through numpy on the CPU."

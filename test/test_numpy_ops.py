@@ -1,6 +1,8 @@
 """numpy_ops: the same bools as torch's comparisons, and torch's own op wherever numpy's rules could differ."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,10 @@ def test_cases_where_numpy_could_differ_go_to_torch(monkeypatch):
     assert torch.equal(numpy_ops.greater(f32, i32), torch.gt(f32, i32))  # mixed dtypes: torch promotes
     u8 = torch.tensor([0, 200], dtype=torch.uint8)
     assert torch.equal(numpy_ops.greater(u8, 100), torch.gt(u8, 100))  # in range: numpy
+    with warnings.catch_warnings():  # out of range: torch wraps the number, numpy would warn or raise
+        warnings.simplefilter("error")
+        for op, ours in ((torch.gt, numpy_ops.greater), (torch.lt, numpy_ops.less), (torch.eq, numpy_ops.equal)):
+            assert torch.equal(ours(u8, 300), op(u8, 300)) and torch.equal(ours(u8, -1), op(u8, -1))
     assert len(calls) == 1
     with torch.enable_grad():
         needs_grad = torch.tensor([0.5, 2.5], requires_grad=True)

@@ -6,8 +6,8 @@ import copy
 import hashlib
 import json
 import logging
-import statistics
 import shutil
+import statistics
 
 import numpy as np
 import pytest

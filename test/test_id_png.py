@@ -1,9 +1,10 @@
-"""The hand-written PNG path (panoptic_ros.evaluation.id_png) against plain decoders, bit for bit.
+"""The hand-written PNG path (panoptic_ros.evaluation.id_png and its numba kernels in png_runs) against
+plain decoders, bit for bit.
 
-Pillow writes panoptic PNGs with Up rows for repeats and mostly Paeth rows otherwise; the fast path
-unfilters those through OpenCV on only the columns that change (and all images of a batch at once), and
-reads runs from the non-zero bytes of the Sub rows. Every test here compares with OpenCV / Pillow decoding
-the whole file, on random ids, odd sizes and every row filter.
+Pillow writes panoptic PNGs with Up rows for repeats and mostly Paeth rows otherwise, OpenCV with Sub
+rows; the kernels unfilter rows into runs, working only where a row's stored bytes are non-zero or the
+row above changes. Every test here compares with OpenCV / Pillow decoding the whole file, on random ids,
+odd sizes and every row filter.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panoptic_ros.evaluation.id_png import (batch_distinct_rows, batch_runs, decode_id_png, ids_from_rows,
-                                            png_distinct_rows, png_rows)
+from panoptic_ros.evaluation.id_png import batch_runs, decode_id_png, ids_from_rows, pair_runs, png_rows
 from panoptic_ros.evaluation.matching import id_runs
 
 FILTERS = range(5)  # None, Sub, Up, Average, Paeth
@@ -83,12 +83,23 @@ def panoptic_like(rng, height: int, width: int, segments: int = 6, noise: float 
 
 def assert_decodes(data: bytes, ids: np.ndarray) -> None:
     np.testing.assert_array_equal(plain_ids(data), ids)  # the test's own encoding is right
-    image = png_distinct_rows(data)
-    assert image is not None
-    assert image.rows.shape[0] <= ids.shape[0] and image.source[-1] == len(image.rows) - 1
-    np.testing.assert_array_equal(ids_from_rows(image), ids)
-    np.testing.assert_array_equal(ids_from_rows(png_rows(data)), ids)
+    rows = png_rows(data)
+    assert rows is not None
+    decoded = ids_from_rows(rows)
+    assert decoded is not None and decoded.dtype == np.uint32
+    np.testing.assert_array_equal(decoded, ids)
     np.testing.assert_array_equal(decode_id_png(data), ids)
+    # Runs of the image against itself and against a constant image count every pixel.
+    assert pair_counts(pair_runs(data, data)) == pair_counts(id_runs(ids, ids))
+    flat = np.full_like(ids, 0x010203)
+    assert pair_counts(pair_runs(data, filtered_png(flat, [1] * len(ids)))) == pair_counts(id_runs(ids, flat))
+
+
+def pair_counts(runs) -> dict:
+    frame = np.zeros(len(runs.length), np.int64) if runs.frame is None else runs.frame
+    keys, inverse = np.unique(np.stack([frame, runs.gt, runs.pred]).astype(np.int64), axis=1, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1), weights=runs.length).astype(np.int64)
+    return {tuple(k): int(c) for k, c in zip(keys.T.tolist(), counts)}
 
 
 @pytest.mark.parametrize("height, width", [(1, 1), (1, 7), (9, 1), (13, 31), (40, 65), (33, 128)])
@@ -106,64 +117,60 @@ def test_pillow_written_pngs_decode_like_opencv(height, width):
 
 def test_every_filter_sequence_decodes_like_opencv():
     rng = np.random.default_rng(5)
-    for height, width in ((17, 23), (30, 41)):
+    for height, width in ((17, 23), (30, 41), (6, 8), (5, 21)):  # rows of 25, 124, 25 and 64 bytes
         ids = panoptic_like(rng, height, width, noise=0.01)
         for filters in ([0] * height, [1] * height, [2] * height, [3] * height, [4] * height,
                         rng.integers(0, 5, height).tolist(), [4, 2] * (height // 2) + [3] * (height % 2),
                         [3] + rng.choice([2, 4], height - 1).tolist()):
             assert_decodes(filtered_png(ids, filters), ids)
-    # A change in the last pixel only, in the first only, one column of noise, all pixels different.
+    # A change in the last pixel only (its bytes end the row), in the first only, one column of noise,
+    # all pixels different.
     for change in ((5, -1), (6, 0)):
-        ids = np.full((9, 11), 0x0A0B0C)
-        ids[change[0]:, change[1]] = 0x0A0B0D
-        for filters in ([4] * 9, [2] * 9, [0] + [4] * 8, [3] * 9):
-            assert_decodes(filtered_png(ids, filters), ids)
+        for width in (11, 16, 21):
+            ids = np.full((9, width), 0x0A0B0C)
+            ids[change[0]:, change[1]] = 0x0A0B0D
+            for filters in ([4] * 9, [2] * 9, [0] + [4] * 8, [3] * 9, [1] * 9):
+                assert_decodes(filtered_png(ids, filters), ids)
     ids = np.full((12, 15), 7)
     ids[:, 9] = rng.integers(0, 1 << 24, 12)
     assert_decodes(pillow_png(ids), ids)
     ids = rng.integers(0, 1 << 24, (10, 13))
     for filters in ([4] * 10, rng.integers(0, 5, 10).tolist()):
         assert_decodes(filtered_png(ids, filters), ids)
-    # An Average row changes pixels where its stored bytes are all zero: such an image keeps every column.
+    # An Average row changes pixels where its stored bytes are all zero.
     ids = np.array([[0, 100, 100, 100, 100], [0, 50, 75, 87, 93]])
     data = filtered_png(ids, [1, 3])
     assert not png_rows(data)[1, 1:].any()
     assert_decodes(data, ids)
+    # None rows with zero pixels after non-zero ones; Paeth and Up rows of zeros under changing rows.
+    ids = np.zeros((6, 9), np.int64)
+    ids[1:4, 2:5] = 0x102030
+    ids[2:, 7] = 0x000001
+    for filters in ([0] * 6, [4] * 6, [2] * 6, [0, 4, 4, 2, 4, 3]):
+        assert_decodes(filtered_png(ids, filters), ids)
+    # Stored bytes equal to the row before them: a repeat for None and Sub rows, not for Up, Average, Paeth.
+    ids = np.array([[5, 5, 9], [10, 10, 18], [15, 15, 27]])
+    for filters in ([2, 2, 2], [4, 2, 2], [3, 3, 3], [1, 0, 0], [0, 1, 1]):
+        assert_decodes(filtered_png(ids, filters), ids)
 
 
-def test_a_batch_decodes_each_image_like_alone():
-    """Images of several widths, with and without Average rows, OpenCV-style all-Sub rows and a None
-    (not a PNG for the fast path) in one call: each result equals the image decoded alone."""
-    rng = np.random.default_rng(8)
-    images = []
-    for k in range(14):
-        height, width = int(rng.integers(1, 30)), (21, 33)[k % 2]
-        ids = panoptic_like(rng, height, width, noise=0.005 * (k % 3))
-        filters = ([1] * height if k % 5 == 0 else rng.integers(0, 5, height).tolist() if k % 5 == 1
-                   else [2 if r and k % 2 else 4 for r in range(height)])
-        data = filtered_png(ids, filters) if k % 4 else pillow_png(ids)
-        images.append((data, ids))
-    for _ in range(2):  # one image the same as the one before it: their rows are distinct per image
-        ids = np.full((3, 21), 0x123456)
-        images.append((filtered_png(ids, [4, 4, 4]), ids))
-    rows = [png_rows(data) for data, _ in images] + [None]
-    decoded = batch_distinct_rows(iter(rows))  # a generator works too
-    assert len(decoded) == len(rows) and decoded[-1] is None
-    for (data, ids), image in zip(images, decoded):
-        alone = png_distinct_rows(data)
-        np.testing.assert_array_equal(image.rows, alone.rows)
-        np.testing.assert_array_equal(image.source, alone.source)
-        np.testing.assert_array_equal(ids_from_rows(image), ids)
+def test_random_images_and_filters_decode_and_pair_like_opencv():
+    """Many small random cases: sizes 1..40 x 1..70 (every row length modulo 8 and 32), Pillow's and
+    random filters, identical images, noise up to every pixel."""
+    rng = np.random.default_rng(12)
+    for trial in range(150):
+        height, width = int(rng.integers(1, 41)), int(rng.integers(1, 71))
+        gt = panoptic_like(rng, height, width, noise=(0, 0.002, 0.3)[trial % 3])
+        pred = gt.copy() if trial % 7 == 0 else panoptic_like(rng, height, width, noise=0.01 * (trial % 2))
+        gt_png = filtered_png(gt, rng.integers(0, 5, height).tolist()) if trial % 2 else pillow_png(gt)
+        pred_png = filtered_png(pred, rng.integers(0, 5, height).tolist()) if trial % 3 else pillow_png(pred)
+        np.testing.assert_array_equal(ids_from_rows(png_rows(gt_png)), gt)
+        runs = pair_runs(gt_png, pred_png)
+        assert runs.frame is None
+        assert pair_counts(runs) == pair_counts(id_runs(gt, pred)), trial
 
 
-def pair_counts(runs) -> dict:
-    frame = np.zeros(len(runs.length), np.int64) if runs.frame is None else runs.frame
-    keys, inverse = np.unique(np.stack([frame, runs.gt, runs.pred]).astype(np.int64), axis=1, return_inverse=True)
-    counts = np.bincount(inverse.reshape(-1), weights=runs.length).astype(np.int64)
-    return {tuple(k): int(c) for k, c in zip(keys.T.tolist(), counts)}
-
-
-def test_runs_of_pillow_pngs_count_every_pixel_pair():
+def test_a_batch_numbers_its_frames_and_counts_every_pixel_pair():
     rng = np.random.default_rng(11)
     width = 37
     frames = []
@@ -172,11 +179,38 @@ def test_runs_of_pillow_pngs_count_every_pixel_pair():
         gt = panoptic_like(rng, height, width, noise=0.003 * (k % 2))
         pred = gt.copy() if k == 2 else panoptic_like(rng, height, width)  # identical rows in one frame
         frames.append((gt, pred))
-    images = batch_distinct_rows(png_rows(pillow_png(ids)) for pair in frames for ids in pair)
-    runs = batch_runs(list(zip(images[0::2], images[1::2])))
+    frames.append((frames[0][0][:, :20], frames[0][1][:, :20]))  # another width
+    pngs = [(pillow_png(gt), filtered_png(pred, [1] * len(pred))) for gt, pred in frames]
+    palette = io.BytesIO()  # a palette PNG: off the fast path, decoded by OpenCV
+    Image.fromarray(rgb_of(frames[1][1])).convert("P", palette=Image.ADAPTIVE, colors=256).save(palette, "PNG")
+    assert png_rows(palette.getvalue()) is None
+    pngs[1] = (pngs[1][0], palette.getvalue())
+    frames[1] = (frames[1][0], plain_ids(palette.getvalue()))
+    runs = batch_runs(pngs)
     expected = {}
     for frame, (gt, pred) in enumerate(frames):
         for (_, g, p), n in pair_counts(id_runs(gt, pred)).items():
             expected[(frame, g, p)] = n
     assert pair_counts(runs) == expected
-    assert len(runs.length) < sum(gt.size for gt, _ in frames)  # runs, not pixels
+    assert len(runs.length) < sum(gt.size for gt, _ in frames) // 4  # runs, not pixels
+
+
+def test_long_run_heavy_images_give_few_runs():
+    """A 256 x 512 panoptic-like pair: the runs number about the segment edges met along the rows."""
+    rng = np.random.default_rng(3)
+    gt, pred = panoptic_like(rng, 256, 512, segments=8), panoptic_like(rng, 256, 512, segments=8)
+    runs = pair_runs(pillow_png(gt), pillow_png(pred))
+    assert pair_counts(runs) == pair_counts(id_runs(gt, pred))
+    assert len(runs.length) < gt.size // 16
+
+
+def test_bad_input_is_a_clear_error_or_the_opencv_path():
+    ids = np.arange(12).reshape(3, 4)
+    data = filtered_png(ids, [1, 1, 1])
+    rows = np.array(png_rows(data))
+    rows[1, 0] = 7  # no such filter type
+    assert ids_from_rows(rows) is None
+    with pytest.raises(ValueError, match="cannot decode"):
+        decode_id_png(b"not a png")
+    with pytest.raises(ValueError):  # sizes differ: no runs
+        pair_runs(data, filtered_png(ids[:2], [1, 1]))

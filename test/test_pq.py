@@ -396,122 +396,6 @@ def test_png_id_decoding_round_trips(tmp_path):
 
 
 # -- PNG decoding (fast path and fallback) -------------------------------------------------------------
-def png_with_filters(rgb: np.ndarray, filters) -> bytes:
-    """An RGB PNG whose row r uses filter ``filters[r]`` (0 None, 1 Sub, 2 Up, 3 Average, 4 Paeth),
-    written by hand."""
-    import struct
-    import zlib
-
-    h, w, _ = rgb.shape
-    rows = []
-    prior = np.zeros((w, 3), np.int64)
-    for r in range(h):
-        line = rgb[r].astype(np.int64)
-        left = np.concatenate([np.zeros((1, 3), np.int64), line[:-1]])
-        upper_left = np.concatenate([np.zeros((1, 3), np.int64), prior[:-1]])
-        if filters[r] == 1:
-            body = line - left
-        elif filters[r] == 2:
-            body = line - prior
-        elif filters[r] == 3:
-            body = line - (left + prior) // 2
-        elif filters[r] == 4:  # the PNG spec's Paeth predictor
-            p = left + prior - upper_left
-            pa, pb, pc = np.abs(p - left), np.abs(p - prior), np.abs(p - upper_left)
-            body = line - np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prior, upper_left))
-        else:
-            body = line
-        rows.append(bytes([filters[r]]) + (body % 256).astype(np.uint8).tobytes())
-        prior = line
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
-            + chunk(b"IEND", b""))
-
-
-def pair_counts(gt, pred, length, frame=None):
-    """{(frame, gt id, pred id): pixels} of runs (or of id maps, with length 1 per pixel)."""
-    frame = np.zeros(len(length), np.int64) if frame is None else frame
-    keys, inverse = np.unique(np.stack([frame, gt, pred]).astype(np.int64), axis=1, return_inverse=True)
-    counts = np.bincount(inverse.reshape(-1), weights=length)
-    return {tuple(k): int(c) for k, c in zip(keys.T.tolist(), counts)}
-
-
-def map_counts(maps):
-    """pair_counts of a list of (gt map, pred map) frames."""
-    gt = np.concatenate([g.reshape(-1) for g, _ in maps])
-    pred = np.concatenate([p.reshape(-1) for _, p in maps])
-    frame = np.repeat(np.arange(len(maps)), [g.size for g, _ in maps])
-    return pair_counts(gt, pred, np.ones(gt.size), frame)
-
-
-def test_fast_png_path_decodes_every_filter_like_opencv():
-    import cv2
-
-    from panoptic_ros.evaluation.id_png import decode_id_png, ids_from_rows, png_distinct_rows, png_rows
-
-    rng = np.random.default_rng(1)
-    gt, _, pred, _ = make_pair(rng, 40, 64)
-    for ids in (gt, pred):
-        rgb = id_to_rgb(ids)
-        for filters in ([1] * 40, [2] * 40, [0] * 40, [3] * 40, [4] * 40, [2, 4] * 20,
-                        rng.integers(0, 3, 40).tolist(), rng.integers(0, 5, 40).tolist()):
-            data = png_with_filters(rgb, filters)
-            opencv = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)[..., ::-1]
-            np.testing.assert_array_equal(id_to_rgb(ids), opencv)  # the hand-made PNG is valid
-            fast = ids_from_rows(png_rows(data))
-            assert fast is not None, filters
-            np.testing.assert_array_equal(fast, ids)
-            image = png_distinct_rows(data)
-            assert len(image.rows) < 40 and image.source[-1] == len(image.rows) - 1  # repeats are not kept
-            np.testing.assert_array_equal(ids_from_rows(image), ids)
-    # Rows that differ from the row above in one byte only, first or last, are distinct.
-    ids = np.full((5, 5), 0x010203)
-    ids[1, 0] += 1
-    ids[2, -1] += 1 << 16
-    for filters in ([1] * 5, [2] * 5, [4] * 5, [0] * 5):
-        image = png_distinct_rows(png_with_filters(id_to_rgb(ids), filters))
-        np.testing.assert_array_equal(image.source, [0, 1, 2, 3, 3])
-        np.testing.assert_array_equal(ids_from_rows(image), ids)
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(id_to_rgb(gt)).save(buffer, format="PNG")
-    assert set(png_rows(buffer.getvalue())[:, 0].tolist()) - {0, 1, 2}  # Pillow writes Paeth rows too
-    np.testing.assert_array_equal(ids_from_rows(png_rows(buffer.getvalue())), gt)
-    np.testing.assert_array_equal(decode_id_png(buffer.getvalue()), gt)
-    with pytest.raises(ValueError, match="cannot decode"):
-        decode_id_png(b"not a png")
-
-
-def test_runs_read_from_png_bytes_count_every_pixel_pair():
-    from panoptic_ros.evaluation.id_png import batch_runs, pair_runs, png_distinct_rows
-
-    rng = np.random.default_rng(2)
-    frames = [make_pair(rng, h, 64)[::2] for h in (40, 33)]  # one width, several heights
-    frames.append((frames[1][0][-1:], frames[1][1][-1:]))  # a one-row frame
-    last = frames[0][0].copy()
-    last[-1, -1] = 0xABCDEF  # a change at the very last pixel (the last bytes of a buffer)
-    frames.append((last, frames[0][1]))
-    for filters in (lambda h: [1] * h, lambda h: rng.integers(0, 5, h).tolist()):
-        images = [(png_distinct_rows(png_with_filters(id_to_rgb(g), filters(len(g)))),
-                   png_distinct_rows(png_with_filters(id_to_rgb(p), filters(len(p))))) for g, p in frames]
-        runs = batch_runs(images)
-        assert pair_counts(runs.gt, runs.pred, runs.length, runs.frame) == map_counts(frames)
-        assert len(runs.length) < sum(g.size for g, _ in frames) // 8  # runs, not pixels
-    g, p = frames[0]
-    runs = pair_runs(png_with_filters(id_to_rgb(g), [1] * 40), png_with_filters(id_to_rgb(p), [4] * 40))
-    assert runs.frame is None and pair_counts(runs.gt, runs.pred, runs.length) == map_counts([(g, p)])
-    # Frames of different widths, or a pair of different sizes, are not for one batch.
-    narrow = png_distinct_rows(png_with_filters(id_to_rgb(g[:, :32]), [1] * 40))
-    assert batch_runs([images[0], (narrow, narrow)]) is None
-    assert batch_runs([(images[0][0], images[1][1])]) is None
-    assert batch_runs([]) is None and batch_runs([(None, images[0][1])]) is None
-
-
 def test_pillow_written_set_equals_panopticapi(tmp_path):
     from panopticapi.evaluation import pq_compute
 
@@ -536,8 +420,24 @@ def test_without_zlib_ng_every_file_takes_the_opencv_path(tmp_path, monkeypatch)
     folders = PanopticFolders(paths["gt_json"], paths["gt_dir"], paths["pred_json"], paths["pred_dir"])
     fast = folders.evaluate(progress=False).result()
     monkeypatch.setattr(id_png, "_inflater", None)
-    assert id_png.png_distinct_rows((paths["gt_dir"] / "000000000001.png").read_bytes()) is None
+    assert id_png.png_rows((paths["gt_dir"] / "000000000001.png").read_bytes()) is None
     assert folders.evaluate(progress=False).result() == fast
+
+
+def test_without_numba_every_file_takes_the_opencv_path(tmp_path, monkeypatch):
+    from panoptic_ros.evaluation import id_png
+
+    tax = Taxonomy.cityscapes()
+    rng = np.random.default_rng(6)
+    pairs = [make_pair(rng, 24, 40, tax) for _ in range(3)]
+    paths = write_pairs(tmp_path, pairs, tax.to_coco_categories(), writer="pillow")
+    folders = PanopticFolders(paths["gt_json"], paths["gt_dir"], paths["pred_json"], paths["pred_dir"])
+    fast = folders.evaluate(progress=False, pool="thread").result()
+    assert id_png.kernels() is not None, "numba (requirements.txt) should be installed in the test venv"
+    monkeypatch.setattr(id_png, "kernels", lambda: None)
+    rows = id_png.png_rows((paths["gt_dir"] / "000000000001.png").read_bytes())
+    assert rows is not None and id_png.ids_from_rows(rows) is None
+    assert folders.evaluate(progress=False, pool="thread").result() == fast
 
 
 def test_json_loads_the_same_with_and_without_orjson(tmp_path, monkeypatch):

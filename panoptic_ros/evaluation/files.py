@@ -17,8 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .id_png import batch_distinct_rows, batch_runs, decode_id_png, png_rows, read_id_png
-from .matching import concat_runs, id_runs
+from .id_png import batch_runs, kernels, read_id_png
 from .pq import FrameStats, PQAccumulator
 
 try:  # ~4x faster than json on panoptic JSONs (COCO's val JSON: ~0.5 s -> ~0.1 s); same objects out
@@ -115,6 +114,7 @@ class PanopticFolders:
         if pool == "process" and not can_fork:
             raise ValueError("pool='process' needs the 'fork' start method, which this platform lacks")
         use_processes = pool == "process" or (pool == "auto" and can_fork and workers > 1 and len(starts) > 1)
+        kernels()  # load the compiled PNG kernels here, once, not in every forked worker
         # No tqdm at all without progress: even a disabled bar starts tqdm's monitor thread.
         bar = tqdm(total=len(self), desc="PQ", unit="frame") if progress else None
         on_batch = (lambda batch: bar.update(len(batch))) if bar is not None else (lambda batch: None)
@@ -143,17 +143,7 @@ class PanopticFolders:
         pairs = self.pairs[start:start + batch_size]
         gt_dir, pred_dir = str(self.gt_dir), str(self.pred_dir)
         files = [(os.path.join(gt_dir, gt["file_name"]), os.path.join(pred_dir, pred["file_name"])) for gt, pred in pairs]
-        data = [(_read_bytes(gt_file), _read_bytes(pred_file)) for gt_file, pred_file in files]
-        # A generator: each PNG is inflated and reduced to its distinct rows before the next one.
-        distinct = batch_distinct_rows(png_rows(png) for pair in data for png in pair)
-        images = list(zip(distinct[0::2], distinct[1::2]))
-        runs = batch_runs(images)
-        if runs is None:  # mixed widths or PNGs off the fast path: frame by frame, decoding if needed
-            runs = concat_runs([
-                batch_runs([pair_images])
-                or id_runs(decode_id_png(gt_png, str(gt_file), pair_images[0]),
-                           decode_id_png(pred_png, str(pred_file), pair_images[1]))
-                for (gt_png, pred_png), (gt_file, pred_file), pair_images in zip(data, files, images)])
+        runs = batch_runs([(_read_bytes(gt_file), _read_bytes(pred_file)) for gt_file, pred_file in files], files)
         return acc.evaluate_batch(runs, [pred["segments_info"] for _, pred in pairs],
                                   [gt["segments_info"] for gt, _ in pairs], [self.name(p) for p in pairs])
 

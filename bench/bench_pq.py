@@ -6,6 +6,9 @@ void, wrong classes, dropped / spurious segments) to a temporary folder, once wi
 write). Each evaluator then does the whole job from those four inputs (gt JSON, gt folder, pred JSON,
 pred folder): parse both JSONs, read and decode every PNG, match segments, average. The runs of the
 evaluators alternate, ``--repeat`` times, and the median wall time is shown; results must agree to 1e-9.
+Before them each evaluator runs once untimed (its imports and caches: for panoptic_ros, importing numba and
+loading its compiled PNG kernels from numba's cache, or compiling them, ~10 s, on a fresh install); that
+run's time is printed apart.
 
 Threads: panoptic_ros decodes in ``os.cpu_count()`` forked worker processes (with one worker: one thread),
 hotcoco in rayon's pool (one thread per available core unless RAYON_NUM_THREADS says otherwise),
@@ -64,6 +67,7 @@ class Timed:
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self.extra_threads = 0
+        self.first_s = None  # the untimed first run's wall time (imports, caches)
         self.result = None
 
     def run(self) -> None:
@@ -86,8 +90,10 @@ class Timed:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         baseline = _threads()  # with the watcher
+        start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             self.fn()
+        self.first_s = time.perf_counter() - start
         done.set()
         watcher.join()
         # A pool that outlives its run (rayon's) is in later baselines: keep the most seen in this process.
@@ -151,11 +157,14 @@ def report(writer: str, tools: list[Timed], frames: int) -> dict:
         print(f"{tool.name:24s} {threads:>18s} {wall:9.3f} {1000 * wall / frames:9.2f} {cpu:>7s} "
               f"{wall / base:7.2f} {100 * tool.result['All']['pq']:8.3f} {diff:11.2e}")
         out[tool.name] = {"median_s": wall, "runs_s": tool.wall, "ratio_to_ours": wall / base, "max_diff": diff,
-                          "threads_started": tool.extra_threads}
+                          "threads_started": tool.extra_threads, "first_run_s": tool.first_s}
     for tool in tools[2:]:
         ratio = statistics.median(tool.wall) / base
         print(f"[{writer}] panoptic_ros is {ratio:.2f}x {'faster' if ratio > 1 else 'SLOWER'} than {tool.name} "
               f"(median of {len(tool.wall)})")
+    print(f"[{writer}] untimed first runs (not in the medians: imports and caches; panoptic_ros's first one in "
+          f"a process imports numba and loads its compiled PNG kernels): "
+          + ", ".join(f"{tool.name} {tool.first_s:.3f} s" for tool in tools))
     single = statistics.median(tools[2].wall) / statistics.median(tools[1].wall)
     out["hotcoco"]["ratio_to_ours_1_worker"] = single
     print(f"[{writer}] panoptic_ros with 1 worker is {single:.2f}x {'faster' if single > 1 else 'SLOWER'} than "

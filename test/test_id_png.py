@@ -210,6 +210,10 @@ def test_bad_input_is_a_clear_error_or_the_opencv_path():
     rows = np.array(png_rows(data))
     rows[1, 0] = 7  # no such filter type
     assert ids_from_rows(rows) is None
+    from panoptic_ros.evaluation import png_runs  # the kernels refuse buffers of another size
+    flat = np.frombuffer(png_rows(data).tobytes(), np.uint8)
+    assert not png_runs.decode_ids(flat[:-1], 3, 4)[1] and not png_runs.decode_ids(flat, 3, 0)[1]
+    assert not png_runs.pair_runs(flat, flat[:-1], 3, 4)[3] and png_runs.pair_runs(flat, flat, 3, 4)[3]
     with pytest.raises(ValueError, match="cannot decode"):
         decode_id_png(b"not a png")
     with pytest.raises(ValueError):  # sizes differ: no runs

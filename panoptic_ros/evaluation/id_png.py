@@ -79,7 +79,7 @@ def png_rows(data: bytes) -> np.ndarray | None:
 @functools.cache
 def kernels():
     """The compiled kernels (:mod:`.png_runs`), or None without numba. Imported on first use: numba's
-    import (~0.5 s) and loading the cached machine code (~0.25 s) are paid only by evaluations."""
+    import (~0.6 s) and loading the cached machine code (~0.25 s) are paid only by evaluations."""
     try:
         from . import png_runs
     except ImportError:  # pragma: no cover - depends on the environment

@@ -84,6 +84,10 @@ def kernels():
         from . import png_runs
     except ImportError:  # pragma: no cover - depends on the environment
         return None
+    # numba loads (or compiles) a kernel's machine code at its first call, not at import: do it here for
+    # the pair kernel every evaluation uses, so that processes forked after this call inherit it.
+    one_pixel = np.frombuffer(bytes(4), np.uint8)
+    png_runs.pair_runs(one_pixel, one_pixel, 1, 1)
     return png_runs
 
 

@@ -7,7 +7,7 @@ write). Each evaluator then does the whole job from those four inputs (gt JSON, 
 pred folder): parse both JSONs, read and decode every PNG, match segments, average. The runs of the
 evaluators alternate, ``--repeat`` times, and the median wall time is shown; results must agree to 1e-9.
 Before them each evaluator runs once untimed (its imports and caches: for panoptic_ros, importing numba and
-loading its compiled PNG kernels from numba's cache, or compiling them, ~10 s, on a fresh install); that
+loading its compiled PNG kernels from numba's cache, or compiling them, ~9 s, on a fresh install); that
 run's time is printed apart.
 
 Threads: panoptic_ros decodes in ``os.cpu_count()`` forked worker processes (with one worker: one thread),

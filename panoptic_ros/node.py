@@ -485,6 +485,10 @@ def main(argv: list[str] | None = None) -> int:
         description="ROS 2 node: panoptic segmentation of a camera stream with a bird's-eye occupancy grid.\n"
                     "Topics: subscribes image (or image/compressed), camera_info; publishes ~/panoptic, "
                     "~/panoptic_ids,\n~/semantic, ~/overlay, ~/grid, ~/markers, /diagnostics.\n"
+                    "CameraInfo: K / P in the ROS-OpenCV pixel convention (pixel centres at integers, as "
+                    "image_geometry),\nROI + binning as image_geometry, D of plumb_bob / rational_polynomial "
+                    "through OpenCV.\nCamera pose: TF (tf2_ros if importable, else the node's own buffer of /tf "
+                    "and /tf_static),\nsee camera_pose_source.\n"
                     "SIGINT / SIGTERM: exit 0 within 2 s, also while the model loads; fatal errors: exit 1.\n"
                     "Example: panoptic_node --ros-args -r image:=/camera/image_raw -r camera_info:=/camera/"
                     "camera_info --params-file config/panoptic.yaml",

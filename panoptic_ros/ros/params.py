@@ -60,7 +60,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "uses the camera.* values, with a warning and a diagnostics WARN. parameters = always the camera.* "
               "values.", choices=CAMERA_POSE_SOURCES),
     ParamSpec("tf_timeout", 0.05, "Seconds to wait for the camera's transform in TF before that frame goes "
-              "without a grid (camera_pose_source tf, with tf2_ros).", range=(0.0, 10.0)),
+              "without it (tf2_ros' buffer only; the built-in buffer does not wait).", range=(0.0, 10.0)),
     ParamSpec("tf_buffer_s", 10.0, "Seconds of /tf history the built-in TF buffer keeps (used when tf2_ros cannot "
               "be imported; /tf_static is kept forever).", range=(0.1, 3600.0)),
     ParamSpec("camera.x", 1.5, "Camera body position in output_frame, metres (forward).", range=(-100.0, 100.0)),

@@ -364,7 +364,12 @@ class PanopticNode(Node):
             log, suppressed = self._throttle.check(key, time.monotonic())
         if log:
             more = f" ({suppressed} more like this since the last such line)" if suppressed else ""
-            getattr(self.get_logger(), level)(text + more)
+            # one call site per severity: rclpy raises when one call site logs at two severities
+            logger = self.get_logger()
+            if level == "error":
+                logger.error(text + more)
+            else:
+                logger.warning(text + more)
 
     def _bad_frame(self, frame: _Frame, reason: str, kind: str = "error", count: bool = True) -> None:
         """Report a frame that produced no output (or, ``count=False``, lost its grid): a log line throttled per

@@ -18,11 +18,15 @@ import numpy as np
 ROS_TO_CORNER_ORIGIN = 0.5
 # sensor_msgs/CameraInfo distortion models honoured (through OpenCV) and their number of D coefficients
 DISTORTION_MODELS = {"plumb_bob": 5, "rational_polynomial": 8}
+# D lengths OpenCV's projectPoints / undistortPoints accept (k1 k2 p1 p2 [k3 [k4 k5 k6 [s1..s4 [tx ty]]]])
+OPENCV_DISTORTION_LENGTHS = (4, 5, 8, 12, 14)
 
 
 def distortion_coefficients(model: str, d) -> np.ndarray:
     """OpenCV distortion coefficients of CameraInfo's ``distortion_model`` and ``D``; ValueError for a model
-    OpenCV's pinhole functions do not implement (e.g. equidistant) or a D of the wrong length.
+    OpenCV's pinhole functions do not implement (e.g. equidistant) or a D of a length OpenCV refuses.
+    As image_geometry does, D is passed to OpenCV as published: any of OpenCV's lengths (4, 5, 8, 12, 14)
+    under either model, since drivers differ (rational_polynomial with 14, plumb_bob with 4 or 8).
     An empty model with an empty or all-zero D means no distortion."""
     d = np.asarray(d, dtype=np.float64).ravel()
     if model == "" and not np.any(d):
@@ -30,11 +34,11 @@ def distortion_coefficients(model: str, d) -> np.ndarray:
     if model not in DISTORTION_MODELS:
         raise ValueError(f"CameraInfo distortion_model {model!r} is not supported: use "
                          f"{' or '.join(DISTORTION_MODELS)} (a rectified image: plumb_bob with D = 0)")
-    n = DISTORTION_MODELS[model]
     if d.size == 0:
-        return np.zeros(n)
-    if d.size != n or not np.all(np.isfinite(d)):
-        raise ValueError(f"CameraInfo D has {d.size} values {d.tolist()}; {model} needs {n} finite ones")
+        return np.zeros(DISTORTION_MODELS[model])
+    if d.size not in OPENCV_DISTORTION_LENGTHS or not np.all(np.isfinite(d)):
+        raise ValueError(f"CameraInfo D has {d.size} values {d.tolist()}; {model} needs "
+                         f"{', '.join(map(str, OPENCV_DISTORTION_LENGTHS))} finite ones (OpenCV's lengths)")
     return d.copy()
 
 
@@ -131,7 +135,7 @@ class CameraModel:
         K[1, 2] -= ROS_TO_CORNER_ORIGIN
         D = np.asarray(self.D, dtype=np.float64).ravel()
         model = "plumb_bob" if D.size <= 5 else "rational_polynomial"
-        D = np.concatenate([D, np.zeros(DISTORTION_MODELS[model] - D.size)])
+        D = np.concatenate([D, np.zeros(max(DISTORTION_MODELS[model] - D.size, 0))])
         return {"width": int(self.width), "height": int(self.height), "distortion_model": model, "d": D,
                 "k": K.ravel(), "r": np.eye(3).ravel(), "p": np.hstack([K, np.zeros((3, 1))]).ravel()}
 

@@ -22,6 +22,10 @@ DISTORTIONS = {
     "none": ("plumb_bob", [0.0] * 5),
     "plumb_bob": ("plumb_bob", [-0.28, 0.09, 0.0012, -0.0007, -0.012]),
     "rational_polynomial": ("rational_polynomial", [0.35, -0.05, 0.0009, 0.0004, 0.002, 0.62, -0.02, 0.01]),
+    # drivers publish other OpenCV lengths too; image_geometry passes D to OpenCV as it is
+    "plumb_bob_4": ("plumb_bob", [-0.28, 0.09, 0.0012, -0.0007]),
+    "rational_polynomial_14": ("rational_polynomial", [0.35, -0.05, 0.0009, 0.0004, 0.002, 0.62, -0.02, 0.01,
+                                                       0.001, -0.0005, 0.0007, 0.0002, 0.0, 0.0]),
 }
 
 
@@ -92,7 +96,8 @@ def test_binning_and_roi_follow_image_geometry():
 
 
 @pytest.mark.parametrize("model,d", [("equidistant", [0.1, 0.0, 0.0, 0.0]), ("plumb_bob", [0.1, 0.0]),
-                                     ("rational_polynomial", [0.1] * 5), ("fisheye", [])])
+                                     ("rational_polynomial", [0.1] * 6), ("plumb_bob", [0.1, float("nan"), 0, 0, 0]),
+                                     ("fisheye", [])])
 def test_unknown_or_malformed_distortion_is_refused(model, d):
     with pytest.raises(ValueError, match="distortion_model|D has"):
         CameraModel.from_camera_info(W, H, K_ROS, d, distortion_model=model)

@@ -85,7 +85,8 @@ def _predictor(args):
 
     return Predictor.from_checkpoint(args.model, backend=args.backend, score_threshold=args.score_threshold,
                                      stuff_area_threshold=args.stuff_area_threshold, policy=args.policy,
-                                     unknown=args.unknown, head_stride=args.head_stride)
+                                     unknown=args.unknown, head_stride=args.head_stride,
+                                     input_size=args.input_size)
 
 
 def run_model(args) -> int:
@@ -129,7 +130,8 @@ def run_bag(args) -> int:
 
 def _settings(predictor, args) -> dict:
     return {"score_threshold": predictor.score_threshold, "stuff_area_threshold": predictor.stuff_area_threshold,
-            "policy": args.policy, "unknown": args.unknown, "head_stride": predictor.head_stride}
+            "policy": args.policy, "unknown": args.unknown, "head_stride": predictor.head_stride,
+            "input_size": list(args.input_size) if args.input_size else "image aspect at the checkpoint's pixels"}
 
 
 def add_predictor_args(parser) -> None:
@@ -145,6 +147,9 @@ def add_predictor_args(parser) -> None:
                         help="predict unknown for thing pixels no detection explains")
     parser.add_argument("--head-stride", type=int, default=1, choices=HEAD_STRIDES,
                         help="panoptic head on a grid this many times coarser than the network input (1 = exact)")
+    parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="network input every image is resized to (multiples of 32); default: each image's "
+                             "aspect ratio at the checkpoint's pixel budget")
     parser.add_argument("--frames", type=int, default=None, help="evaluate only the first N frames")
     parser.add_argument("--worst", type=int, default=6, help="how many lowest-PQ frames to draw")
 

@@ -35,7 +35,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "Inference backend; auto tries tensorrt, cuda, onnxruntime, cpu in that order.",
               choices=BACKENDS),
     ParamSpec("threads", 0, "CPU threads for inference; 0 = the library default.", range=(0, 256)),
-    ParamSpec("input_size", [0, 0], "Network input [height, width] in pixels; [0, 0] = the checkpoint's size.",
+    ParamSpec("input_size", [0, 0], "Network input [height, width] in pixels, every image resized to it; [0, 0] = "
+              "each image's own aspect ratio at the checkpoint's pixel budget (sides multiples of 32; 640x480 "
+              "images run at 320x224 with the shipped 384x192 model). Each input size builds its backend once.",
               constraints="two integers, both 0 or both positive multiples of 32"),
     ParamSpec("score_threshold", -1.0, "Detections below this score are dropped before the panoptic head; "
               "-1 = the model's value chosen on validation data (the paper's 0.4 if it has none).",

@@ -464,22 +464,37 @@ class BevMetrics:
         free_ids = self.free_train_ids if self.free_train_ids is not None else pred.free_train_ids
         if not free_ids:
             raise ValueError("no free classes: pass free_train_ids or a BevGrid from a GroundProjector")
-        xs, ys = pred.grid.cell_centers()
-        dist = np.hypot(xs - pred.camera_xy[0], ys - pred.camera_xy[1])
         visible = truth.visible.astype(bool)
         truth_occ = truth.occupied.astype(bool)
         truth_free = visible & ~truth_occ & np.isin(truth.ground_class, free_ids)
-        pred_free = pred.occupancy == FREE
-        pred_occ = pred.occupancy == OCCUPIED
+        self._count(pred.grid, pred.camera_xy, pred.occupancy, truth_free, truth_occ, visible)
+
+    def update_values(self, pred: np.ndarray, truth: np.ndarray, grid: GridSpec,
+                      camera_xy: tuple[float, float]) -> np.ndarray:
+        """One frame from two occupancy grids' values on ``grid`` (0 free, 100 occupied, -1 unknown), the truth's
+        as ``panoptic-world bag`` records it (-1 = not visible; a visible free cell shows free ground).
+        Returns this frame's counts per band (rows as ``counts``)."""
+        pred, truth = np.asarray(pred).reshape(grid.shape), np.asarray(truth).reshape(grid.shape)
+        visible = truth != UNKNOWN
+        return self._count(grid, camera_xy, pred, truth == FREE, truth == OCCUPIED, visible)
+
+    def _count(self, grid: GridSpec, camera_xy, pred_occupancy, truth_free, truth_occ, visible) -> np.ndarray:
+        xs, ys = grid.cell_centers()
+        dist = np.hypot(xs - camera_xy[0], ys - camera_xy[1])
+        pred_free = pred_occupancy == FREE
+        pred_occ = pred_occupancy == OCCUPIED
+        frame = np.zeros_like(self.counts)
         for k, (lo, hi) in enumerate(self.bands):
             band = (dist >= lo) & (dist < hi)
             v = band & visible
-            self.counts[k] += [np.count_nonzero(band & pred_free & truth_free),
-                               np.count_nonzero(band & (pred_free | truth_free)),
-                               np.count_nonzero(v & pred_occ & truth_occ),
-                               np.count_nonzero(v & truth_occ),
-                               np.count_nonzero(v & pred_occ)]
+            frame[k] = [np.count_nonzero(band & pred_free & truth_free),
+                        np.count_nonzero(band & (pred_free | truth_free)),
+                        np.count_nonzero(v & pred_occ & truth_occ),
+                        np.count_nonzero(v & truth_occ),
+                        np.count_nonzero(v & pred_occ)]
+        self.counts += frame
         self.frames += 1
+        return frame
 
     def compute(self) -> dict:
         """``{"distance": ..., "frames": n, "bands": [{"band": (lo, hi), "free_iou", "occupied_recall",

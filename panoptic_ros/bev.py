@@ -106,14 +106,18 @@ def camera_key(camera: CameraModel) -> tuple:
 def _radial_fold(D: np.ndarray) -> float:
     """Largest undistorted radius r (normalised coordinates) up to which r * radial(r) still increases.
 
-    Beyond it the plumb-bob model folds back, so points far outside the field of view would land inside the
-    image. Tangential terms are small and ignored here.
+    Beyond it the plumb-bob / rational-polynomial model folds back (or its denominator vanishes), so points far
+    outside the field of view would land inside the image. Tangential terms are small and ignored here.
     """
-    k1, k2, _, _, k3 = D
+    k = np.zeros(8)
+    k[: min(8, len(D))] = np.asarray(D, np.float64)[:8]
+    k1, k2, _, _, k3, k4, k5, k6 = k
     r = np.linspace(0.0, 20.0, 200_001)
     r2 = r * r
-    slope = 1 + 3 * k1 * r2 + 5 * k2 * r2 ** 2 + 7 * k3 * r2 ** 3  # d/dr [r (1 + k1 r^2 + k2 r^4 + k3 r^6)]
-    bad = np.flatnonzero(slope <= 0)
+    num, den = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3, 1 + k4 * r2 + k5 * r2 ** 2 + k6 * r2 ** 3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mapped = r * num / den
+    bad = np.flatnonzero((den[1:] <= 0) | ~(np.diff(mapped) > 0))
     return float(r[bad[0]]) if bad.size else np.inf
 
 

@@ -12,6 +12,32 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+# The core puts pixel (i, j) at [j, j+1) x [i, i+1) (centre j + 0.5); ROS / OpenCV (CameraInfo K, image_geometry,
+# cv2.projectPoints) put pixel centres at integers. K's principal point differs by this much between the two;
+# CameraModel.from_camera_info / camera_info_fields are the only places that convert.
+ROS_TO_CORNER_ORIGIN = 0.5
+# sensor_msgs/CameraInfo distortion models honoured (through OpenCV) and their number of D coefficients
+DISTORTION_MODELS = {"plumb_bob": 5, "rational_polynomial": 8}
+
+
+def distortion_coefficients(model: str, d) -> np.ndarray:
+    """OpenCV distortion coefficients of CameraInfo's ``distortion_model`` and ``D``; ValueError for a model
+    OpenCV's pinhole functions do not implement (e.g. equidistant) or a D of the wrong length.
+    An empty model with an empty or all-zero D means no distortion."""
+    d = np.asarray(d, dtype=np.float64).ravel()
+    if model == "" and not np.any(d):
+        return np.zeros(5)
+    if model not in DISTORTION_MODELS:
+        raise ValueError(f"CameraInfo distortion_model {model!r} is not supported: use "
+                         f"{' or '.join(DISTORTION_MODELS)} (a rectified image: plumb_bob with D = 0)")
+    n = DISTORTION_MODELS[model]
+    if d.size == 0:
+        return np.zeros(n)
+    if d.size != n or not np.all(np.isfinite(d)):
+        raise ValueError(f"CameraInfo D has {d.size} values {d.tolist()}; {model} needs {n} finite ones")
+    return d.copy()
+
+
 # optical (z fwd, x right, y down) expressed in the camera body frame (x fwd, y left, z up)
 BODY_FROM_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
@@ -45,12 +71,13 @@ class Pose:
 
 @dataclass(frozen=True)
 class CameraModel:
-    """A pinhole camera (plumb-bob distortion ``D``) at ``pose`` in ``parent_frame``."""
+    """A pinhole camera at ``pose`` in ``parent_frame``: K in the core's corner-origin pixel convention (pixel
+    (i, j) spans [j, j+1) x [i, i+1)), ``D`` OpenCV's distortion coefficients (k1 k2 p1 p2 k3 [k4 k5 k6])."""
 
     width: int
     height: int
     K: np.ndarray = field(repr=False)  # 3x3 intrinsics
-    D: np.ndarray = field(default_factory=lambda: np.zeros(5), repr=False)  # k1 k2 p1 p2 k3
+    D: np.ndarray = field(default_factory=lambda: np.zeros(5), repr=False)  # k1 k2 p1 p2 k3 [k4 k5 k6]
     pose: Pose = Pose()
     frame_id: str = "camera_optical_frame"
     parent_frame: str = "base_link"
@@ -64,15 +91,20 @@ class CameraModel:
     @classmethod
     def from_camera_info(cls, width: int, height: int, k, d=(), binning_x: int = 0, binning_y: int = 0,
                          roi=None, pose: Pose = Pose(), frame_id: str = "camera_optical_frame",
-                         parent_frame: str = "base_link") -> "CameraModel":
+                         parent_frame: str = "base_link", distortion_model: str = "plumb_bob") -> "CameraModel":
         """The camera of the image actually published, following sensor_msgs/CameraInfo's rules.
 
-        ``K`` is for the full-resolution sensor; the published image is the ``roi`` (x_offset,
-        y_offset, width, height; all zero = full image) binned by ``binning_x/y`` (0 or 1 = none).
+        ``k`` is in the ROS / OpenCV pixel convention (pixel centres at integer coordinates, as image_geometry
+        and cv2.projectPoints) and for the full-resolution sensor; the published image is the ``roi``
+        (x_offset, y_offset, width, height; all zero = full image) binned by ``binning_x/y`` (0 or 1 = none),
+        adjusted as image_geometry does. This is the one place that converts CameraInfo's K to the core's
+        corner-origin convention (inverse: :meth:`camera_info_fields`). ``d`` follows ``distortion_model``
+        (:data:`DISTORTION_MODELS`); another model is a ValueError.
         """
         K = np.array(k, dtype=np.float64).reshape(3, 3).copy()
         if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0 or K[2, 2] == 0:
             raise ValueError(f"CameraInfo K is not a valid camera matrix: {K.ravel().tolist()}")
+        D = distortion_coefficients(distortion_model, d)
         bx, by = max(int(binning_x), 1), max(int(binning_y), 1)
         if roi is not None:
             x_off, y_off, rw, rh = roi
@@ -82,14 +114,26 @@ class CameraModel:
                 width, height = rw, rh
         K[0] /= bx
         K[1] /= by
+        K[0, 2] += ROS_TO_CORNER_ORIGIN
+        K[1, 2] += ROS_TO_CORNER_ORIGIN
         w, h = int(width) // bx, int(height) // by
         if not (0 < K[0, 2] < w and 0 < K[1, 2] < h):
-            raise ValueError(f"CameraInfo K puts the principal point at ({K[0, 2]:g}, {K[1, 2]:g}), outside the "
-                             f"{w}x{h} image: a calibration of another resolution?")
-        D = np.zeros(5)
-        d = np.asarray(d, dtype=np.float64).ravel()
-        D[: min(5, d.size)] = d[:5]
-        return cls(int(width) // bx, int(height) // by, K, D, pose, frame_id, parent_frame)
+            raise ValueError(f"CameraInfo K puts the principal point at ({K[0, 2] - ROS_TO_CORNER_ORIGIN:g}, "
+                             f"{K[1, 2] - ROS_TO_CORNER_ORIGIN:g}), outside the {w}x{h} image: a calibration of "
+                             "another resolution?")
+        return cls(w, h, K, D, pose, frame_id, parent_frame)
+
+    def camera_info_fields(self) -> dict:
+        """The sensor_msgs/CameraInfo fields of this camera (full image, no binning or ROI), K and P in the ROS /
+        OpenCV pixel convention: the inverse of :meth:`from_camera_info`."""
+        K = np.asarray(self.K, dtype=np.float64).copy()
+        K[0, 2] -= ROS_TO_CORNER_ORIGIN
+        K[1, 2] -= ROS_TO_CORNER_ORIGIN
+        D = np.asarray(self.D, dtype=np.float64).ravel()
+        model = "plumb_bob" if D.size <= 5 else "rational_polynomial"
+        D = np.concatenate([D, np.zeros(DISTORTION_MODELS[model] - D.size)])
+        return {"width": int(self.width), "height": int(self.height), "distortion_model": model, "d": D,
+                "k": K.ravel(), "r": np.eye(3).ravel(), "p": np.hstack([K, np.zeros((3, 1))]).ravel()}
 
     def with_pose(self, pose: Pose) -> "CameraModel":
         return replace(self, pose=pose)
@@ -125,16 +169,17 @@ class CameraModel:
         """
         pc = self.to_optical(points)
         z = pc[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x, y = pc[:, 0] / z, pc[:, 1] / z
+        uv = np.full((len(pc), 2), np.nan)
+        front = z > 1e-9
         if np.any(self.D):
-            k1, k2, p1, p2, k3 = self.D
-            r2 = x * x + y * y
-            radial = 1 + k1 * r2 + k2 * r2 ** 2 + k3 * r2 ** 3
-            x, y = (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
-                    y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
-        uv = np.stack([self.K[0, 0] * x + self.K[0, 1] * y + self.K[0, 2], self.K[1, 1] * y + self.K[1, 2]], -1)
-        uv[z <= 1e-9] = np.nan
+            import cv2  # only needed for distorted cameras
+
+            if front.any():
+                uv[front] = cv2.projectPoints(pc[front].reshape(-1, 1, 3), np.zeros(3), np.zeros(3), self.K,
+                                              np.asarray(self.D, np.float64))[0].reshape(-1, 2)
+        else:
+            x, y = pc[front, 0] / z[front], pc[front, 1] / z[front]
+            uv[front] = np.stack([self.K[0, 0] * x + self.K[0, 1] * y + self.K[0, 2], self.K[1, 1] * y + self.K[1, 2]], -1)
         return uv, z
 
     def pixel_rays(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -35,7 +35,8 @@ from visualization_msgs.msg import MarkerArray
 
 from . import resources
 from .ros import messages
-from .ros.camera_pose import CameraPoseUnavailable, ParameterCameraPose, TfCameraPose, choose_source
+from .ros.camera_pose import (BufferCameraPose, CameraPoseUnavailable, ParameterCameraPose, TfCameraPose,
+                               choose_source)
 from .ros.pipeline import OUTPUTS, BadImage, FramePipeline
 from .ros.params import PARAMETERS, NodeConfig, help_text
 from .ros.shutdown import EXIT_FATAL, EXIT_SIGNAL, ShutdownSignals
@@ -171,6 +172,14 @@ class PanopticNode(Node):
             self._tf_buffer = tf2_ros.Buffer()
             self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)  # spun by the node's executor
             provider = TfCameraPose(self._tf_buffer, cfg.output_frame, cfg.tf_timeout, cfg.camera_frame)
+        elif source == "tf_builtin":
+            from .ros.tf_listener import TfListener
+            from .tf_buffer import TransformBuffer
+
+            self._tf_buffer = TransformBuffer(cfg.tf_buffer_s)
+            self._tf_listener = TfListener(self, self._tf_buffer, lambda text: self._log_throttled(
+                "warning", reason_code("tf_message", text), f"transform refused: {text}"))
+            provider = BufferCameraPose(self._tf_buffer, cfg.output_frame, 0.0, cfg.camera_frame)
         else:
             provider = ParameterCameraPose(cfg.camera_pose)
         self.get_logger().info(f"{provider.describe()} ({why})")
@@ -332,6 +341,12 @@ class PanopticNode(Node):
         try:
             return self.camera_pose.pose_for(header.frame_id, header.stamp), None
         except CameraPoseUnavailable as exc:
+            if self.config.camera_pose_source == "auto":  # the documented fallback, said out loud
+                p = self.config.camera_pose
+                why = (f"camera pose from the camera.* parameters (x {p.x:g}, y {p.y:g}, z {p.z:g} m, pitch "
+                       f"{p.pitch:g} rad), not TF: {exc}")
+                self._log_throttled("warning", reason_code("tf", str(exc)), self._frame_text(frame, why))
+                return p, ("tf", why)
             why = f"no camera pose, ~/grid and ~/markers not published: {exc}"
             self._log_throttled("warning", reason_code("tf", str(exc)), self._frame_text(frame, why))
             return None, ("tf", why)
@@ -467,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         description="ROS 2 node: panoptic segmentation of a camera stream with a bird's-eye occupancy grid.\n"
                     "Topics: subscribes image (or image/compressed), camera_info; publishes ~/panoptic, "
                     "~/panoptic_ids,\n~/semantic, ~/overlay, ~/grid, ~/markers, /diagnostics.\n"
+                    "CameraInfo: K / P in the ROS-OpenCV pixel convention (pixel centres at integers, as "
+                    "image_geometry),\nROI + binning as image_geometry, D of plumb_bob / rational_polynomial "
+                    "through OpenCV.\nCamera pose: TF (tf2_ros if importable, else the node's own buffer of /tf "
+                    "and /tf_static),\nsee camera_pose_source.\n"
                     "SIGINT / SIGTERM: exit 0 within 2 s, also while the model loads; fatal errors: exit 1.\n"
                     "Example: panoptic_node --ros-args -r image:=/camera/image_raw -r camera_info:=/camera/"
                     "camera_info --params-file config/panoptic.yaml",

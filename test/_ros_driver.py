@@ -6,6 +6,8 @@ Scenarios:
             an extra grid subscriber with incompatible QoS (transient-local against the node's volatile).
   realtime  one frame with no output subscribed, then a subscribed burst faster than the node can process
             (stale frames must be dropped), over image/compressed when --compressed.
+  tf        /tf_static base_link -> camera_optical_frame at --pose, one frame; then the pose moved +2 m in x on
+            /tf_static, another frame (the node has no tf2_ros: its built-in buffer must follow).
 """
 from __future__ import annotations
 
@@ -131,7 +133,9 @@ def frames(n: int, height: int, width: int, seed: int) -> list[np.ndarray]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["outputs", "realtime"])
+    parser.add_argument("scenario", choices=["outputs", "realtime", "tf"])
+    parser.add_argument("--pose", type=float, nargs=6, default=[0.5, 0.3, 1.8, 0.02, 0.12, -0.03],
+                        help="x y z roll pitch yaw of the camera body in base_link (tf scenario)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--height", type=int, default=96)
@@ -169,6 +173,42 @@ def main() -> int:
             sent.append(((stamp.sec, stamp.nanosec), rgb))
             key = (stamp.sec, stamp.nanosec)
             d.spin_until(lambda: len(d.received.get(key, {})) == len(OUTPUTS), args.timeout)
+    elif args.scenario == "tf":
+        from dataclasses import astuple
+
+        from geometry_msgs.msg import TransformStamped
+        from tf2_msgs.msg import TFMessage
+
+        from panoptic_ros.geometry import Pose, optical_transform_from_pose
+        from panoptic_ros.ros.tf_listener import TF_STATIC_QOS
+
+        def static_tf(pose: Pose) -> TFMessage:
+            (x, y, z), (qx, qy, qz, qw) = optical_transform_from_pose(pose)
+            tf = TransformStamped()
+            tf.header = header(Time(sec=1, nanosec=0), "base_link")
+            tf.child_frame_id = "camera_optical_frame"
+            tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = x, y, z
+            r = tf.transform.rotation
+            r.x, r.y, r.z, r.w = qx, qy, qz, qw
+            return TFMessage(transforms=[tf])
+
+        d.subscribe(["panoptic_ids", "grid"])
+        pub_tf = d.node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
+        if not d.spin_until(d.connected, args.timeout):
+            print("driver: node did not connect", file=sys.stderr)
+            return 2
+        for _ in range(10):  # as in "outputs": the first best-effort CameraInfo may precede the match
+            d.pub_info.publish(camera_info(args.width, args.height, Time(sec=99, nanosec=0)))
+            d.spin_until(lambda: False, 0.1)
+        first = Pose(*args.pose)
+        for k, pose in enumerate((first, Pose(first.x + 2.0, *args.pose[1:]))):
+            pub_tf.publish(static_tf(pose))
+            d.spin_until(lambda: False, 1.0)  # reliable + transient local: delivered well within this
+            stamp = Time(sec=100 + k, nanosec=0)
+            d.send(images[0], stamp)
+            sent.append(((stamp.sec, 0), images[0]))
+            events.append(("pose", (stamp.sec, 0), astuple(pose)))
+            d.spin_until(lambda: {"panoptic_ids", "grid"} <= set(d.received.get((stamp.sec, 0), {})), args.timeout)
     else:
         if not d.spin_until(lambda: d.pub_image.get_subscription_count() > 0 and d.diagnostics, args.timeout):
             return 2

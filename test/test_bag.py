@@ -82,7 +82,10 @@ def test_messages_as_rosbags_sees_them(bag, frames):
     info = seen[CAMERA_INFO_TOPIC][0][1]
     assert info.distortion_model == "plumb_bob" and info.header.frame_id == "camera_optical_frame"
     np.testing.assert_allclose(info.r, np.eye(3).ravel())
-    np.testing.assert_allclose(info.p.reshape(3, 4), np.hstack([frames[0].camera.K, np.zeros((3, 1))]))
+    # ROS pixel convention (centres at integers): the core's corner-origin principal point minus half a pixel
+    ros_k = frames[0].camera.K - [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]
+    np.testing.assert_allclose(info.k.reshape(3, 3), ros_k)
+    np.testing.assert_allclose(info.p.reshape(3, 4), np.hstack([ros_k, np.zeros((3, 1))]))
     grid = seen[GRID_TOPIC][0][1]
     assert grid.header.frame_id == "base_link" and (grid.info.width, grid.info.height) == (20, 16)
     assert set(np.unique(grid.data)) == {-1, 0, 100}
@@ -156,8 +159,8 @@ def test_read_foreign_bag(tmp_path):
                                              encoding="bgr8", is_bigendian=0, step=16, data=padded.ravel())
             w.write(cam, 10**9 * (i + 1) + 5, store.serialize_cdr(msg, "sensor_msgs/msg/Image"))
             if i < 2:  # the last frame has no camera info: it is still handed out, without a camera
-                K2 = target.K.copy()
-                K2[:2] *= 2  # a 10x12 sensor binned by 2
+                K2 = target.camera_info_fields()["k"].reshape(3, 3)  # ROS convention (pixel centres at integers)
+                K2[:2] *= 2  # a 10x12 sensor binned by 2 (image_geometry divides K's first two rows by 2)
                 ci = T["sensor_msgs/msg/CameraInfo"](
                     header=header(10**9 * (i + 1), "cam_optical"), height=12, width=10, distortion_model="plumb_bob",
                     d=np.zeros(5), k=K2.ravel(), r=np.eye(3).ravel(), p=np.zeros(12), binning_x=2, binning_y=2,
@@ -236,3 +239,46 @@ def test_read_compressed_images_with_gaps(tmp_path):
         assert b.encoding == "png"
     assert back[0].camera is not None and not back[0].camera_pose_from_tf
     assert all(b.camera is None for b in back[1:])
+
+
+def test_cli_bag_of_another_mount_carries_it_in_tf_static(tmp_path):
+    """panoptic-world bag --camera-height/--pitch/--roll/--yaw/--camera-x: the pose read back from the bag's
+    /tf_static through the node's TF buffer is that mount (REP 103 optical axes), and the bird's-eye truth is
+    the one that camera sees: ground-truth labels projected with that pose reproduce its free cells."""
+    from panoptic_ros.bev import GroundProjector
+    from panoptic_ros.data.cli import main
+    from panoptic_ros.geometry import pose_from_optical_transform
+    from panoptic_ros.ros.tf_listener import add_tf_message
+    from panoptic_ros.tf_buffer import TransformBuffer
+
+    out = tmp_path / "mount"
+    assert main(["bag", "--out", str(out), "--frames", "3", "--seed", "4", "--width", "320", "--height", "160",
+                 "--camera-height", "1.9", "--pitch", "4", "--roll", "1", "--yaw", "-2", "--camera-x", "0.8",
+                 "--quiet"]) == 0
+    store = typestore()
+    buffer = TransformBuffer()
+    frames = iter(read_bag(out))
+    ious = {"tf": [0, 0], "parameters": [0, 0]}
+    for raw in read_raw(out, [TF_STATIC_TOPIC, IMAGE_TOPIC]):
+        if raw.topic == TF_STATIC_TOPIC:
+            assert add_tf_message(buffer, store.deserialize_cdr(raw.data, raw.msgtype), static=True) == []
+            continue
+        frame = next(frames)
+        t, q = buffer.lookup("base_link", "camera_optical_frame", frame.stamp_ns)
+        pose = pose_from_optical_transform(t, q)
+        assert (pose.x, pose.y, pose.roll, pose.yaw) == pytest.approx((0.8, 0.0, np.radians(1), np.radians(-2)),
+                                                                      abs=1e-9)
+        assert pose.z == pytest.approx(1.9, abs=0.03) and pose.pitch == pytest.approx(np.radians(4), abs=np.radians(1))
+        R = frame.camera.parent_from_optical()[:3, :3]
+        assert R[0, 2] > 0.99 and R[1, 0] < -0.99 and R[2, 1] < -0.99  # optical z forward, x right, y down
+        truth_free = frame.grid == 0
+        for name, p in (("tf", pose), ("parameters", Pose(1.5, 0.0, 1.5, 0.0, 0.0, 0.0))):
+            cam = frame.camera.with_pose(p)
+            bev = GroundProjector(cam, frame.grid_spec, CITYSCAPES, max_range=40.0).project(frame.panoptic)
+            xs, ys = frame.grid_spec.cell_centers()
+            near = np.hypot(xs - pose.x, ys - pose.y) < 20
+            pred_free = bev.occupancy == 0
+            ious[name][0] += np.count_nonzero(near & pred_free & truth_free)
+            ious[name][1] += np.count_nonzero(near & (pred_free | truth_free))
+    tf_iou, param_iou = (ious[k][0] / ious[k][1] for k in ("tf", "parameters"))
+    assert tf_iou > 0.97 and param_iou < tf_iou - 0.05, (tf_iou, param_iou)

@@ -100,7 +100,7 @@ class Harness:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         values = {"model_path": str(checkpoint), "backend": "cpu", "threads": 1, "diagnostics_period": 0.2,
-                  "grid.resolution": 0.5, **params}
+                  "grid.resolution": 0.5, "camera_pose_source": "parameters", **params}
         overrides = [Parameter(k, value=v) for k, v in values.items()]
         try:
             self.node = PanopticNode(context=self.context, parameter_overrides=overrides)
@@ -716,15 +716,15 @@ def road_below_building(backend) -> None:
 
 
 def test_camera_pose_from_tf(fresh, fake_tf2_ros, capfd):
-    """camera_pose_source auto with tf2_ros importable: the node says it uses TF; a frame whose transform is
+    """camera_pose_source tf with tf2_ros importable: the node says it uses TF; a frame whose transform is
     missing gets its image outputs but no grid, a throttled warning and a WARN diagnostic; once TF has the
     transform, the grid is the one the core computes for that pose (not for the camera.* parameters)."""
     from panoptic_ros.geometry import Pose
 
-    h = fresh(camera_pose_source="auto")
+    h = fresh(camera_pose_source="tf")
     err = capfd.readouterr().err
     assert "camera pose from TF: base_link <- the image's header.frame_id" in err
-    assert "(camera_pose_source is auto and tf2_ros is importable)" in err
+    assert "(camera_pose_source is tf and tf2_ros is importable)" in err
     assert fake_tf2_ros.listeners == [(fake_tf2_ros.buffer, h.node)]
     h.send_info()
     t0 = time.monotonic()
@@ -756,15 +756,46 @@ def test_camera_pose_from_tf(fresh, fake_tf2_ros, capfd):
     assert fake_tf2_ros.buffer.calls[-1] == ("base_link", "camera_optical_frame")
 
 
-def test_camera_pose_source_tf_without_tf2_ros_fails_at_start(checkpoint, ros_env):
+def test_builtin_tf_buffer_and_the_auto_fallback(fresh, capfd):
+    """No tf2_ros: the node subscribes /tf_static itself. Under auto, a frame before any transform gets the
+    camera.* grid with a warning and a WARN diagnostic; a transform on /tf_static (real DDS, transient local)
+    then gives the grid of that pose and diagnostics OK."""
     try:
         import tf2_ros  # noqa: F401
     except ImportError:
         pass
     else:
-        pytest.skip("tf2_ros is installed here; this test checks the start-up error without it")
-    with pytest.raises(ValueError, match="camera_pose_source is tf but tf2_ros cannot be imported"):
-        Harness(checkpoint, ros_env, camera_pose_source="tf").close()
+        pytest.skip("tf2_ros is installed here; this test checks the built-in buffer")
+    from tf2_msgs.msg import TFMessage
+
+    from panoptic_ros.geometry import Pose
+    from panoptic_ros.ros.tf_listener import TF_STATIC_QOS
+
+    h = fresh(camera_pose_source="auto")
+    err = capfd.readouterr().err
+    assert "camera pose from TF (built-in buffer of /tf and /tf_static)" in err and "tf2_ros cannot be imported" in err
+    road_below_building(h.node.predictor.backend)
+    h.send_info()
+    t0 = time.monotonic()
+    key = h.send_image(rgb8(street()))
+    got = h.wait_outputs(key, names=("panoptic_ids", "grid"))
+    params = Pose(1.5, 0.0, 1.5, 0.0, 0.0, 0.0)
+    assert np.array_equal(got["grid"], _expected_grid(got["panoptic_ids"], params))
+    diag = h.diagnostic_after(t0, WARN, "camera pose from the camera.* parameters")
+    assert diag is not None and diag["values"]["camera pose source"] == "tf (built-in buffer)", h.diagnostics[-2:]
+    assert "not TF: no transform base_link <- camera_optical_frame" in capfd.readouterr().err
+
+    pose = Pose(0.7, -0.4, 1.9, 0.03, 0.1, 0.04)
+    pub = h.listener.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
+    pub.publish(TFMessage(transforms=[_transform(pose)]))
+    assert h.spin_until(lambda: "camera_optical_frame" in h.node._tf_buffer.frames(), 10.0)
+    t1 = time.monotonic()
+    key = h.send_image(rgb8(street()))
+    got = h.wait_outputs(key, names=("panoptic_ids", "grid"))
+    expected = _expected_grid(got["panoptic_ids"], pose)
+    assert (expected == 0).sum() > 100 and not np.array_equal(expected, _expected_grid(got["panoptic_ids"], params))
+    assert np.array_equal(got["grid"], expected)
+    assert h.diagnostic_after(t1 + 0.05, 0, "running") is not None, h.diagnostics[-2:]
 
 
 @pytest.mark.slow

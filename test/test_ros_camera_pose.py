@@ -100,7 +100,7 @@ def test_broken_quaternion_is_unavailable():
         TfCameraPose(buffer, "base_link").pose_for("camera_optical_frame", STAMP)
 
 
-def test_auto_uses_tf_when_importable_and_parameters_otherwise():
+def test_tf_uses_tf2_ros_when_importable_and_the_builtin_buffer_otherwise():
     fake = types.ModuleType("tf2_ros")
 
     def importable(name):
@@ -111,18 +111,19 @@ def test_auto_uses_tf_when_importable_and_parameters_otherwise():
         raise ModuleNotFoundError("No module named 'tf2_ros'")
 
     assert choose_source("auto", importable) == ("tf", "camera_pose_source is auto and tf2_ros is importable", fake)
-    source, why, module = choose_source("auto", missing)
-    assert source == "parameters" and module is None and "tf2_ros cannot be imported" in why
+    for requested in ("auto", "tf"):
+        source, why, module = choose_source(requested, missing)
+        assert source == "tf_builtin" and module is None and "tf2_ros cannot be imported" in why
+        assert "built-in buffer" in why
     assert choose_source("tf", importable)[0] == "tf"
     assert choose_source("parameters", importable)[0] == "parameters"
-    with pytest.raises(ValueError, match="camera_pose_source is tf but tf2_ros cannot be imported"):
-        choose_source("tf", missing)
+    assert choose_source("parameters", missing)[0] == "parameters"
     with pytest.raises(ValueError, match="choose one of"):
         choose_source("gps", importable)
 
 
-def test_real_tf2_ros_absent_here_means_parameters():
-    """This venv has no tf2_ros (not on PyPI): auto must fall back to the parameters, saying so."""
+def test_real_tf2_ros_absent_here_means_the_builtin_buffer():
+    """This venv has no tf2_ros (not on PyPI): auto uses the built-in TF buffer, saying why."""
     try:
         import tf2_ros  # noqa: F401
     except ImportError:
@@ -130,7 +131,23 @@ def test_real_tf2_ros_absent_here_means_parameters():
     else:
         pytest.skip("tf2_ros is installed here; this test checks the fallback without it")
     source, why, _ = choose_source("auto")
-    assert source == "parameters" and "No module named 'tf2_ros'" in why
+    assert source == "tf_builtin" and "No module named 'tf2_ros'" in why
+
+
+def test_builtin_buffer_source_gives_the_pose_tf_holds():
+    from panoptic_ros.geometry import optical_transform_from_pose
+    from panoptic_ros.ros.camera_pose import BufferCameraPose
+    from panoptic_ros.tf_buffer import TransformBuffer
+
+    pose = Pose(0.8, -0.2, 1.9, 0.02, 0.07, -0.04)
+    buffer = TransformBuffer()
+    t, q = optical_transform_from_pose(pose)
+    buffer.set_transform("base_link", "camera_optical_frame", 0, t, q, static=True)
+    got = BufferCameraPose(buffer, "base_link").pose_for("camera_optical_frame", STAMP)
+    np.testing.assert_allclose([got.x, got.y, got.z, got.roll, got.pitch, got.yaw],
+                               [pose.x, pose.y, pose.z, pose.roll, pose.pitch, pose.yaw], atol=1e-12)
+    with pytest.raises(CameraPoseUnavailable, match="does not exist"):
+        BufferCameraPose(buffer, "base_link").pose_for("other_optical_frame", STAMP)
 
 
 def test_parameter_source_returns_its_pose():

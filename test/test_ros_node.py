@@ -85,14 +85,76 @@ def stop(node: subprocess.Popen, sig: int, log: Path) -> str:
     return text
 
 
-def expected_projector(taxonomy, width: int, height: int) -> GroundProjector:
-    """What the node must build from the driver's CameraInfo and config/panoptic.yaml (+ the test's overrides)."""
+def expected_projector(taxonomy, width: int, height: int, pose: Pose = Pose(1.5, 0.0, 1.5, 0.0, 0.0, 0.0)
+                       ) -> GroundProjector:
+    """What the node must build from the driver's CameraInfo and config/panoptic.yaml (+ the test's overrides);
+    the default pose is the camera.* parameters'."""
     f = width / 2.0
     camera = CameraModel.from_camera_info(width, height, [f, 0, width / 2.0, 0, f, height / 2.0, 0, 0, 1],
-                                          [0.0] * 5, pose=Pose(1.5, 0.0, 1.5, 0.0, 0.0, 0.0),
+                                          [0.0] * 5, pose=pose,
                                           parent_frame="base_link")
     return GroundProjector(camera, GridSpec(GRID_RESOLUTION, 0.0, 40.0, -20.0, 20.0, "base_link"), taxonomy,
                            max_range=40.0)
+
+
+@pytest.fixture(scope="module")
+def road_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight model whose semantic branch says road (train id 0) everywhere: every ground cell the
+    camera sees is free, so the grid shows exactly where the camera looks."""
+    import torch
+
+    from panoptic_ros.model.checkpoint import build_metadata, save_checkpoint
+    from panoptic_ros.model.network import PanopticNet
+    from panoptic_ros.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.cityscapes()
+    torch.manual_seed(0)
+    model = PanopticNet.from_config(taxonomy=taxonomy, backbone="resnet18", fpn_channels=32, head_channels=16)
+    with torch.no_grad():
+        model.semantic_branch.predictor.weight.zero_()
+        model.semantic_branch.predictor.bias.zero_()
+        model.semantic_branch.predictor.bias[0] = 10.0
+    metadata = build_metadata(model, taxonomy, (64, 96), {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)})
+    return save_checkpoint(tmp_path_factory.mktemp("road_model") / "road.pt", model, metadata)
+
+
+@pytest.mark.timeout(900)
+def test_camera_pose_from_tf_static_without_tf2_ros(road_checkpoint, tmp_path):
+    """No pose parameters and no tf2_ros: the node's grid is the one of the pose on /tf_static, and moving that
+    pose +2 m in x moves the free cells +2 m."""
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tf2_ros is installed here; this test checks the node's built-in TF buffer")
+    from panoptic_ros.taxonomy import Taxonomy
+
+    env = ros_env(tmp_path, 3)
+    log = tmp_path / "node.log"
+    node = start_node(road_checkpoint, env, log)
+    try:
+        rec = run_driver("tf", env, tmp_path / "out.pkl", "--pose", "0.5", "0.3", "1.8", "0.02", "0.12", "-0.03")
+    finally:
+        text = stop(node, signal.SIGINT, log)
+    assert "built-in buffer of /tf and /tf_static" in text, text
+    grids = []
+    for _, stamp, pose in [e for e in rec["events"] if e[0] == "pose"]:
+        got = rec["received"].get(stamp)
+        assert got is not None and {"grid", "panoptic_ids"} <= set(got), f"{stamp}: {sorted(got or {})}\n{text}"
+        ids = got["panoptic_ids"]["array"]
+        h, w = ids.shape
+        expected = expected_projector(Taxonomy.cityscapes(), w, h, Pose(*pose)).project(ids).occupancy_data()
+        assert np.array_equal(got["grid"]["data"], expected), f"grid of {pose} differs\n{text}"
+        grids.append(got["grid"]["data"].reshape(80, 80))
+    assert not np.array_equal(grids[0], expected_projector(Taxonomy.cityscapes(), w, h).project(ids).occupancy_data()
+                              .reshape(80, 80)), "the pose must differ from the camera.* parameters' one"
+    shift = int(round(2.0 / GRID_RESOLUTION))
+    first_free, moved = grids[0][:, :-shift] == 0, grids[1][:, shift:] == 0
+    assert first_free.sum() > 200
+    assert (first_free == moved).mean() > 0.995  # the same free cells, 2 m further forward
+    assert not np.array_equal(grids[0] == 0, grids[1] == 0)
+    assert "camera pose from the camera.* parameters" not in text, text
 
 
 @pytest.mark.timeout(900)

@@ -49,7 +49,20 @@ cmake --install "$BUILD" >"$BUILD.install.log" 2>&1 \
 # included).
 rm -rf "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/panoptic_ros-*.egg-info
 
+# tf2_msgs/TFMessage (the node's built-in TF buffer subscribes /tf and /tf_static): no PyPI wheel has it, so
+# build the one message from tools/tf2_msgs unless the venv already imports a tf2_msgs.
+if ! (cd / && "$PY" -c 'from tf2_msgs.msg import TFMessage' 2>/dev/null); then
+  TF2=$BUILD-tf2_msgs
+  cmake -S "$ROOT/tools/tf2_msgs" -B "$TF2" -DCMAKE_PREFIX_PATH="$VENV" -DCMAKE_INSTALL_PREFIX="$VENV" \
+    -DPython3_EXECUTABLE="$PY" -DPython3_FIND_VIRTUALENV=ONLY -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
+    >"$TF2.configure.log" 2>&1 || { cat "$TF2.configure.log" >&2; echo "build_msgs.sh: tf2_msgs configure failed" >&2; exit 1; }
+  cmake --build "$TF2" -j"${PANOPTIC_ROS_JOBS:-2}" >"$TF2.build.log" 2>&1 \
+    || { tail -n 60 "$TF2.build.log" >&2; echo "build_msgs.sh: tf2_msgs build failed" >&2; exit 1; }
+  cmake --install "$TF2" >"$TF2.install.log" 2>&1 || { cat "$TF2.install.log" >&2; exit 1; }
+  rm -rf "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/tf2_msgs-*.egg-info
+fi
+
 # Fail here, not in the first test, when the generated package cannot be imported.
-(cd / && "$PY" -c 'from panoptic_ros.msg import PanopticSegmentation, PanopticSegment, PanopticCategory') \
+(cd / && "$PY" -c 'from panoptic_ros.msg import PanopticSegmentation, PanopticSegment, PanopticCategory; from tf2_msgs.msg import TFMessage') \
   || { echo "build_msgs.sh: messages were built but do not import from $VENV" >&2; exit 1; }
 echo "build_msgs.sh: panoptic_ros messages installed into $VENV"

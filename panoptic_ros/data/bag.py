@@ -6,7 +6,7 @@ A drive bag holds, per frame (header stamp = ``Frame.stamp_ns``, also the log ti
 topic                      type                        content
 =========================  ==========================  ==================================================
 /camera/image_raw          sensor_msgs/Image           rgb8, frame ``camera_optical_frame``
-/camera/camera_info        sensor_msgs/CameraInfo      K, D (plumb_bob), R = I, P = [K | 0]
+/camera/camera_info        sensor_msgs/CameraInfo      K (ROS pixel centres), D, R = I, P = [K | 0]
 /ground_truth/panoptic     sensor_msgs/Image           32SC1 panoptic ids (:mod:`panoptic_ros.panoptic`)
 /ground_truth/semantic     sensor_msgs/Image           mono8 train ids, 255 = void
 /ground_truth/segments     std_msgs/String             JSON: stamp_ns, frame_id, segments_info, categories
@@ -92,13 +92,10 @@ class _MessageFactory:
                                data=np.frombuffer(f["data"], dtype=np.uint8))
 
     def camera_info(self, cam: CameraModel, stamp_ns: int):
-        K = np.asarray(cam.K, dtype=np.float64)
-        P = np.hstack([K, np.zeros((3, 1))])
         roi = self.t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                           do_rectify=False)
-        return self.t[T_INFO](header=self.header(stamp_ns, cam.frame_id), height=cam.height, width=cam.width,
-                              distortion_model="plumb_bob", d=np.asarray(cam.D, dtype=np.float64).ravel(),
-                              k=K.ravel(), r=np.eye(3).ravel(), p=P.ravel(), binning_x=0, binning_y=0, roi=roi)
+        return self.t[T_INFO](header=self.header(stamp_ns, cam.frame_id), **cam.camera_info_fields(),
+                              binning_x=0, binning_y=0, roi=roi)
 
     def tf_static(self, cam: CameraModel, stamp_ns: int):
         T = cam.parent_from_optical()
@@ -266,7 +263,7 @@ def _camera_from_info(msg, pose: Pose | None, parent: str) -> CameraModel:
     return CameraModel.from_camera_info(
         msg.width, msg.height, msg.k, msg.d, msg.binning_x, msg.binning_y,
         (roi.x_offset, roi.y_offset, roi.width, roi.height), pose=pose or Pose(),
-        frame_id=msg.header.frame_id, parent_frame=parent)
+        frame_id=msg.header.frame_id, parent_frame=parent, distortion_model=msg.distortion_model)
 
 
 class _StaticTf:

@@ -26,10 +26,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _range(text: str) -> tuple[float, float]:
+    """``A`` (a fixed value) or ``A,B`` (sampled uniformly per scene / drive)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or LO,HI, got {text!r}") from None
+    if len(values) not in (1, 2) or values[0] > values[-1]:
+        raise argparse.ArgumentTypeError(f"expected a number or an increasing LO,HI, got {text!r}")
+    return values[0], values[-1]
+
+
+MOUNT_OPTIONS = (("camera_height", "--camera-height", "camera height above the ground, metres"),
+                 ("pitch_deg", "--pitch", "camera pitch, degrees, positive looks down"),
+                 ("roll_deg", "--roll", "camera roll, degrees"),
+                 ("yaw_deg", "--yaw", "camera yaw, degrees, positive looks left"),
+                 ("camera_x", "--camera-x", "camera position ahead of base_link, metres"))
+
+
 def _world(args):
     from .world import SyntheticWorld, WorldConfig
 
-    return SyntheticWorld(WorldConfig(width=args.width, height=args.height), args.seed)
+    mount = {field: getattr(args, field) for field, _, _ in MOUNT_OPTIONS if getattr(args, field) is not None}
+    return SyntheticWorld(WorldConfig(width=args.width, height=args.height, **mount), args.seed)
 
 
 def cmd_generate(args) -> int:
@@ -84,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="panoptic-world", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    from .world import WorldConfig
 
     def common(p, frames_default: int):
         p.add_argument("--frames", type=_positive_int, default=frames_default, help="number of frames")
@@ -92,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--width", type=_positive_int, default=512, help="image width in pixels")
         p.add_argument("--height", type=_positive_int, default=256, help="image height in pixels")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        defaults = WorldConfig()
+        for field, flag, what in MOUNT_OPTIONS:
+            lo, hi = getattr(defaults, field)
+            p.add_argument(flag, dest=field, type=_range, metavar="A|LO,HI",
+                           help=f"{what}: one value or a range sampled per scene (bag: per drive, plus the "
+                                f"world's per-frame jitter of 5 mm / 0.15 deg in height / pitch); default {lo:g},{hi:g}")
 
     p = sub.add_parser("generate", help="write a COCO- or Cityscapes-panoptic data set of random scenes",
                        description="Render independent random scenes into a panoptic data set.")

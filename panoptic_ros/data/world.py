@@ -53,6 +53,7 @@ class WorldConfig:
     pitch_deg: tuple[float, float] = (0.5, 6.0)  # positive looks down
     roll_deg: tuple[float, float] = (-2.0, 2.0)
     yaw_deg: tuple[float, float] = (-4.0, 4.0)
+    camera_x: tuple[float, float] = (0.0, 0.0)  # metres ahead of base_link (the ego car's ground point)
     grid: GridSpec = field(default_factory=GridSpec)
     crowd_probability: float = 0.35  # chance a scene is crowded (parked rows, groups of people)
     noise: float = 0.02  # sensor noise standard deviation, fraction of full scale
@@ -65,6 +66,10 @@ class WorldConfig:
             raise ValueError(f"hfov_deg={self.hfov_deg} is not a pinhole field of view (10..170)")
         if self.camera_height[0] <= 0.2 or self.camera_height[1] < self.camera_height[0]:
             raise ValueError(f"camera_height={self.camera_height} must be an increasing range above 0.2 m")
+        for name, (lo, hi), limit in (("pitch_deg", self.pitch_deg, 60.0), ("roll_deg", self.roll_deg, 45.0),
+                                      ("yaw_deg", self.yaw_deg, 60.0), ("camera_x", self.camera_x, 10.0)):
+            if not (-limit <= lo <= hi <= limit):
+                raise ValueError(f"{name}=({lo:g}, {hi:g}) must be an increasing range within +-{limit:g}")
         if not 0.0 <= self.crowd_probability <= 1.0:
             raise ValueError(f"crowd_probability={self.crowd_probability} is not a probability")
         if self.noise < 0:
@@ -137,8 +142,11 @@ class SyntheticWorld:
     # -- internals --------------------------------------------------------------------------------------
     def _sample_mount(self, rng) -> Pose:
         c = self.config
-        return Pose(0.0, 0.0, rng.uniform(*c.camera_height), np.radians(rng.uniform(*c.roll_deg)),
-                    np.radians(rng.uniform(*c.pitch_deg)), np.radians(rng.uniform(*c.yaw_deg)))
+        z, roll, pitch, yaw = (rng.uniform(*c.camera_height), np.radians(rng.uniform(*c.roll_deg)),
+                               np.radians(rng.uniform(*c.pitch_deg)), np.radians(rng.uniform(*c.yaw_deg)))
+        # drawn last and only for a real range, so the default worlds (and their data sets) stay as they were
+        x = c.camera_x[0] if c.camera_x[0] == c.camera_x[1] else rng.uniform(*c.camera_x)
+        return Pose(float(x), 0.0, z, roll, pitch, yaw)
 
     def _noise(self, a, b, scale):
         i = (a * scale).astype(np.int64) & 511

@@ -163,6 +163,7 @@ def add_predictor_args(parser) -> None:
 
 # -- the node's pipeline offline, and recorded node outputs ------------------------------------------------------
 PREDICTION_TOPIC = "/panoptic_node/panoptic"
+TF_TOPIC = "/tf"
 OUTPUT_TYPES = {"panoptic_ids": "sensor_msgs/msg/Image", "panoptic": "panoptic_ros/msg/PanopticSegmentation",
                 "semantic": "sensor_msgs/msg/Image", "overlay": "sensor_msgs/msg/Image",
                 "grid": "nav_msgs/msg/OccupancyGrid", "markers": "visualization_msgs/msg/MarkerArray"}
@@ -221,8 +222,9 @@ def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/
     """Run the node's :class:`~panoptic_ros.ros.pipeline.FramePipeline` over every image of ``bag`` and write
     its outputs to a new bag ``out_bag`` on the node's topics (``/<node_name>/<output>``), each with the
     input's header stamp as log time. CameraInfo is taken as the node takes it: the latest one before the image.
-    The camera pose comes from the bag's ``/tf_static`` (``grid.frame_id`` <- the image's optical frame), as
-    the node takes it from TF; without it, the pipeline's parameter pose (said once on stderr).
+    The camera pose comes from the bag's ``/tf_static`` and ``/tf`` (``grid.frame_id`` <- the image's optical
+    frame at its stamp) through the node's built-in :class:`~panoptic_ros.tf_buffer.TransformBuffer`, as the node
+    takes it from TF; a frame without it gets the pipeline's parameter pose (said once on stderr).
 
     ``grid_eval`` (a :class:`~panoptic_ros.evaluation.grid.GridEvaluation`) gets every frame's grid against the
     bag's bird's-eye truth (``/ground_truth/grid``, same stamp). ``truth_labels``: the pipeline's predictor is a
@@ -234,7 +236,10 @@ def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/
     from rclpy.serialization import deserialize_message, serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from ..data.bag import GRID_TOPIC, PANOPTIC_TOPIC, TF_STATIC_TOPIC, _StaticTf, bag_topics, read_raw
+    from ..data.bag import GRID_TOPIC, PANOPTIC_TOPIC, TF_STATIC_TOPIC, bag_topics, read_raw
+    from ..ros.camera_pose import BufferCameraPose, CameraPoseUnavailable
+    from ..ros.tf_listener import add_tf_message
+    from ..tf_buffer import TransformBuffer
     from ..ros.image_conversion import image_to_numpy
     from ..ros.pipeline import OUTPUTS, BadImage, stamp_ns
     from ..ros.record import panoptic_typestore
@@ -248,7 +253,7 @@ def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/
     topics = bag_topics(bag)
     if image_topic not in topics:
         raise ValueError(f"{bag} has no topic {image_topic}; it has {sorted(topics)}")
-    wanted = [image_topic, camera_info_topic, TF_STATIC_TOPIC]
+    wanted = [image_topic, camera_info_topic, TF_STATIC_TOPIC, TF_TOPIC]
     if grid_eval is not None:
         wanted.append(GRID_TOPIC)
     if truth_labels is not None:
@@ -259,7 +264,8 @@ def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/
     store = panoptic_typestore()
     stats = {"frames": 0, "bad_input": 0, "processing_ms": [], "stamps": [], "pose_from_tf": 0}
     warned = set()
-    tf = _StaticTf(pipeline.grid.frame_id)
+    tf = TransformBuffer(cache_s=60.0)
+    poses = BufferCameraPose(tf, pipeline.grid.frame_id, camera_frame=pipeline.camera_frame)
     info = None
     group: dict = {}  # the messages of one stamp: a frame's image, truth and labels share their header stamp
 
@@ -276,12 +282,12 @@ def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/
         if truth_labels is not None:
             m = parts.get(PANOPTIC_TOPIC)
             truth_labels.ids = None if m is None else image_to_numpy(m)
-        pose = tf.pose_of((info.header.frame_id if info is not None else "") or msg.header.frame_id)
-        if pose is None:
-            say("no_tf", f"no /tf_static chain from {msg.header.frame_id!r} to {pipeline.grid.frame_id!r} in the "
-                         "bag: the grid uses the camera.* parameters")
-        else:
+        try:
+            pose = poses.pose_for(msg.header.frame_id, msg.header.stamp)
             stats["pose_from_tf"] += 1
+        except CameraPoseUnavailable as exc:
+            pose = None
+            say("no_tf", f"{exc}: the grid uses the camera.* parameters")
         try:
             out = pipeline.process(msg, info, outputs, pose)
         except BadImage as exc:
@@ -309,13 +315,16 @@ def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/
         group_stamp = None
         for raw in tqdm(read_raw(bag, classes), total=total, desc="pipeline", unit="msg"):
             msg = deserialize_message(raw.data, classes[raw.topic])
+            if raw.topic == TF_TOPIC:
+                add_tf_message(tf, msg, static=False)
+                continue
             if raw.topic == TF_STATIC_TOPIC:
                 if image_topic in group:  # a transform recorded after an image is not that image's: run it first
                     run_frame(writer, conns, group)
                     group, group_stamp = {}, None
                     if frames is not None and stats["frames"] >= frames:
                         break
-                tf.add(msg)
+                add_tf_message(tf, msg, static=True)
                 continue
             t = stamp_ns(msg.header.stamp)
             if t != group_stamp:  # a new frame begins: the previous one is complete

@@ -6,7 +6,10 @@ frame (REP 103 for images: z forward, x right, y down, usually ``*_optical_frame
 body pose by :func:`~panoptic_ros.geometry.pose_from_optical_transform`. A frame without its transform gets no
 grid or markers (never a stale or guessed pose); the node reports why.
 
-``tf2_ros`` is imported lazily (it is not on PyPI); :func:`choose_source` says which source ``auto`` picked and why.
+The TF buffer is ``tf2_ros``'s when it can be imported, else the built-in
+:class:`~panoptic_ros.tf_buffer.TransformBuffer` that the node feeds from ``/tf`` and ``/tf_static`` itself
+(:class:`BufferCameraPose`); :func:`choose_source` says which and why. Under ``auto`` a frame without a
+transform falls back to the ``camera.*`` parameters (the node warns and its diagnostics say WARN).
 """
 from __future__ import annotations
 
@@ -20,21 +23,17 @@ class CameraPoseUnavailable(ValueError):
 
 
 def choose_source(requested: str, import_module=importlib.import_module) -> tuple[str, str, object | None]:
-    """(``"tf"`` or ``"parameters"``, why, the tf2_ros module or None) for the parameter value ``requested``.
-
-    ValueError when ``tf`` is requested and tf2_ros cannot be imported (a start-up error: the user asked for it).
-    """
+    """(``"tf"`` (tf2_ros), ``"tf_builtin"`` (the built-in buffer) or ``"parameters"``, why, the tf2_ros module or
+    None) for the parameter value ``requested``."""
     if requested == "parameters":
         return "parameters", "camera_pose_source is parameters", None
+    if requested not in ("tf", "auto"):
+        raise ValueError(f"camera_pose_source={requested!r}: choose one of auto, parameters, tf")
     try:
         tf2_ros = import_module("tf2_ros")
     except ImportError as exc:
-        if requested == "tf":
-            raise ValueError(f"camera_pose_source is tf but tf2_ros cannot be imported ({exc}); install ROS 2's "
-                             "tf2_ros or set camera_pose_source to parameters") from None
-        return "parameters", f"camera_pose_source is auto and tf2_ros cannot be imported ({exc})", None
-    if requested not in ("tf", "auto"):
-        raise ValueError(f"camera_pose_source={requested!r}: choose one of auto, parameters, tf")
+        return "tf_builtin", (f"camera_pose_source is {requested}; tf2_ros cannot be imported ({exc}), so the node "
+                              "subscribes /tf and /tf_static into its built-in buffer"), None
     return "tf", f"camera_pose_source is {requested} and tf2_ros is importable", tf2_ros
 
 
@@ -101,11 +100,44 @@ class TfCameraPose:
             raise CameraPoseUnavailable(f"no transform {self.output_frame} <- {source} at "
                                         f"{stamp.sec}.{stamp.nanosec:09d} in TF ({type(exc).__name__}: {exc})") from None
         t, q = tf.transform.translation, tf.transform.rotation
+        return camera_pose_of((t.x, t.y, t.z), (q.x, q.y, q.z, q.w), self.output_frame, source)
+
+
+def camera_pose_of(translation, quaternion_xyzw, output_frame: str, source: str) -> Pose:
+    """The camera body pose of TF's ``output_frame <- source`` (an optical frame); CameraPoseUnavailable for a
+    non-rotation or a camera not above the ground plane."""
+    try:
+        pose = pose_from_optical_transform(translation, quaternion_xyzw)
+    except ValueError as exc:
+        raise CameraPoseUnavailable(f"transform {output_frame} <- {source}: {exc}") from None
+    if not pose.z > 0:
+        raise CameraPoseUnavailable(f"TF puts {source} at z = {pose.z:.3f} m in {output_frame}, not above "
+                                    "its ground plane z = 0: cannot project to the grid")
+    return pose
+
+
+class BufferCameraPose(TfCameraPose):
+    """The camera pose of each frame from the built-in :class:`~panoptic_ros.tf_buffer.TransformBuffer` (fed from
+    /tf and /tf_static by :class:`~panoptic_ros.ros.tf_listener.TfListener`); no waiting: a transform that has
+    not arrived by the time the frame is processed is missing."""
+
+    source = "tf (built-in buffer)"
+
+    def describe(self) -> str:
+        camera = self.camera_frame or "the image's header.frame_id"
+        return (f"camera pose from TF (built-in buffer of /tf and /tf_static): {self.output_frame} <- {camera} "
+                "(taken as an optical frame: z forward, x right, y down) at each image's stamp")
+
+    def pose_for(self, frame_id: str, stamp) -> Pose:
+        from ..tf_buffer import TransformUnavailable
+
+        source = self.frame_of(frame_id)
+        if not source:
+            raise CameraPoseUnavailable("the image has an empty header.frame_id and camera_frame is not set: "
+                                        "no frame to look up in TF")
         try:
-            pose = pose_from_optical_transform((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
-        except ValueError as exc:
-            raise CameraPoseUnavailable(f"transform {self.output_frame} <- {source}: {exc}") from None
-        if not pose.z > 0:
-            raise CameraPoseUnavailable(f"TF puts {source} at z = {pose.z:.3f} m in {self.output_frame}, not above "
-                                        "its ground plane z = 0: cannot project to the grid")
-        return pose
+            t, q = self.buffer.lookup(self.output_frame, source, int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+        except TransformUnavailable as exc:
+            raise CameraPoseUnavailable(f"no transform {self.output_frame} <- {source} at "
+                                        f"{stamp.sec}.{stamp.nanosec:09d} in TF ({exc})") from None
+        return camera_pose_of(t, q, self.output_frame, source)

@@ -56,11 +56,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("output_frame", "base_link", "frame_id of the occupancy grid and the footprint markers."),
     ParamSpec("camera_pose_source", "auto",
               "Where the camera pose in output_frame comes from: tf = look up output_frame <- the image's frame "
-              "(camera_frame if set, else header.frame_id; an optical frame, z forward) in TF at the image's stamp; "
-              "parameters = the camera.* values; auto = tf when tf2_ros can be imported, else parameters.",
-              choices=CAMERA_POSE_SOURCES),
+              "(camera_frame if set, else header.frame_id; an optical frame, z forward) in TF at the image's stamp "
+              "(tf2_ros' buffer when it can be imported, else the node's built-in buffer of /tf and /tf_static); "
+              "a frame without its transform gets no grid. auto = the same, but a frame without its transform "
+              "uses the camera.* values, with a warning and a diagnostics WARN. parameters = always the camera.* "
+              "values.", choices=CAMERA_POSE_SOURCES),
     ParamSpec("tf_timeout", 0.05, "Seconds to wait for the camera's transform in TF before that frame goes "
-              "without a grid (camera_pose_source tf).", range=(0.0, 10.0)),
+              "without it (tf2_ros' buffer only; the built-in buffer does not wait).", range=(0.0, 10.0)),
+    ParamSpec("tf_buffer_s", 10.0, "Seconds of /tf history the built-in TF buffer keeps (used when tf2_ros cannot "
+              "be imported; /tf_static is kept forever).", range=(0.1, 3600.0)),
     ParamSpec("camera.x", 1.5, "Camera body position in output_frame, metres (forward).", range=(-100.0, 100.0)),
     ParamSpec("camera.y", 0.0, "Camera body position in output_frame, metres (left).", range=(-100.0, 100.0)),
     ParamSpec("camera.z", 1.5, "Camera body height above the ground plane z = 0 of output_frame, metres.",
@@ -129,6 +133,7 @@ class NodeConfig:
     diagnostics_period: float
     camera_pose_source: str = "auto"
     tf_timeout: float = 0.05
+    tf_buffer_s: float = 10.0
     max_consecutive_failures: int = 0
     head_stride: int = 1
     ego_mask: str = ""
@@ -164,7 +169,8 @@ class NodeConfig:
             free_classes=tuple(v["free_classes"]), obstacle_classes=tuple(v["obstacle_classes"]),
             input_qos=str(v["input_qos"]), image_transport=str(v["image_transport"]),
             diagnostics_period=float(v["diagnostics_period"]), camera_pose_source=str(v["camera_pose_source"]),
-            tf_timeout=float(v["tf_timeout"]), max_consecutive_failures=int(v["max_consecutive_failures"]),
+            tf_timeout=float(v["tf_timeout"]), tf_buffer_s=float(v["tf_buffer_s"]),
+            max_consecutive_failures=int(v["max_consecutive_failures"]),
             head_stride=int(v["head_stride"]), ego_mask=str(v["ego_mask"]),
             footprint_depths=tuple((name, float(v[f"footprint_depth.{name.replace(' ', '_')}"]))
                                    for name in DEFAULT_FOOTPRINT_DEPTHS))

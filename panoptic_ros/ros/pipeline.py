@@ -25,7 +25,6 @@ from .image_conversion import compressed_to_rgb, image_to_rgb
 
 # The node's outputs, in the order it builds and publishes them (topic ~/<name>).
 OUTPUTS = ("panoptic_ids", "panoptic", "semantic", "overlay", "grid", "markers")
-SUPPORTED_DISTORTION = ("", "plumb_bob", "rational_polynomial")
 STAGES = ("decode", "preprocess", "network", "head", "postprocess", "bev", "messages")  # FrameOutput.timings_ms
 
 
@@ -180,22 +179,17 @@ class FramePipeline:
         if key == self._projector_key:
             return self._projector
         problem = None
-        if info.distortion_model not in SUPPORTED_DISTORTION:
-            problem = f"distortion model {info.distortion_model!r} is not supported (use plumb_bob)"
-        elif info.distortion_model == "rational_polynomial" and any(info.d[5:8]):
-            problem = "rational_polynomial distortion with k4..k6 != 0 is not supported (use plumb_bob)"
-        if problem is None:
-            roi = (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
-            try:
-                camera = CameraModel.from_camera_info(
-                    info.width, info.height, info.k, info.d, info.binning_x, info.binning_y, roi,
-                    pose, frame_id=info.header.frame_id or "camera_optical_frame",
-                    parent_frame=self.grid.frame_id)
-                if (camera.width, camera.height) != (width, height):
-                    problem = (f"CameraInfo describes a {camera.width}x{camera.height} image but the images are "
-                               f"{width}x{height}")
-            except ValueError as exc:
-                problem = str(exc)
+        roi = (info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
+        try:
+            camera = CameraModel.from_camera_info(
+                info.width, info.height, info.k, info.d, info.binning_x, info.binning_y, roi,
+                pose, frame_id=info.header.frame_id or "camera_optical_frame",
+                parent_frame=self.grid.frame_id, distortion_model=info.distortion_model)
+            if (camera.width, camera.height) != (width, height):
+                problem = (f"CameraInfo describes a {camera.width}x{camera.height} image but the images are "
+                           f"{width}x{height}")
+        except ValueError as exc:
+            problem = str(exc)
         if problem is not None:
             events.append(("error", "projection", f"cannot project to the grid: {problem}"))
             return None

@@ -10,6 +10,8 @@ Each mode runs :func:`panoptic_ros.evaluation.run.evaluate_predictor` (the ``pan
 the same frames of a COCO-panoptic folder, one after the other in one process.
 
     .venv/bin/python bench/aspect_ratio.py models/panoptic_r18_synthetic.pt DATA_DIR --frames 100
+    .venv/bin/python bench/aspect_ratio.py models/panoptic_r18_synthetic.pt DATA_384x192 DATA_640x480 \
+        --latency 20 --modes aspect,squash --input-size 288 384
 """
 import os
 
@@ -61,6 +63,31 @@ class Letterbox:
         return out
 
 
+def latency(args, modes) -> int:
+    import time
+
+    base = Predictor.from_checkpoint(args.model, backend=args.backend)
+    runners = {"aspect": base.predict}
+    fixed = Predictor.from_checkpoint(args.model, backend=args.backend, input_size=base.input_size)
+    runners["squash"], runners["letterbox"] = fixed.predict, Letterbox(fixed).predict
+    for h, w in args.input_size:
+        runners[f"{w}x{h}"] = Predictor.from_checkpoint(args.model, backend=args.backend, input_size=(h, w)).predict
+    names = [m for m in modes if m in runners] + [f"{w}x{h}" for h, w in args.input_size]
+    images = [CocoPanopticReader(Path(d) / "annotations.json")[0].image for d in args.data]
+    times = {(i, n): [] for i in range(len(images)) for n in names}
+    for r in range(args.latency + 1):
+        for i, image in enumerate(images):
+            for n in names:
+                t0 = time.perf_counter()
+                runners[n](image)
+                if r:  # round 0 builds each size's backend
+                    times[(i, n)].append(1e3 * (time.perf_counter() - t0))
+    for (i, n), ts in times.items():
+        h, w = images[i].shape[:2]
+        print(f"{w}x{h} {n:>9}: predict median {np.median(ts):.1f} ms over {len(ts)} ({args.backend})")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
@@ -68,8 +95,15 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--latency", type=int, default=0, metavar="N",
+                    help="instead of PQ: median predict() time of each folder's first image per mode, N rounds, "
+                         "modes interleaved (side by side in one process)")
+    ap.add_argument("--input-size", type=int, nargs=2, action="append", default=[], metavar=("H", "W"),
+                    help="also time / score this fixed network input (mode 'HxW'), repeatable")
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
+    if args.latency:
+        return latency(args, modes)
     rows = []
     for data in args.data:
         reader = CocoPanopticReader(Path(data) / "annotations.json")

@@ -97,6 +97,7 @@ def main() -> int:
     try:
         rec = work / "rec"
         run([py, "-m", "panoptic_ros.ros.replay", drive, "--topics", "/camera/image_raw", "/camera/camera_info",
+             "/tf_static",
              "--rate", "1", "--delay", "0", "--wait-for-subscribers", "120", "--record", rec,
              "--record-wait", "300", "--record-topics", *record_topics], env, work / "replay.log", 1800)
     finally:

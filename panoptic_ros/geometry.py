@@ -165,7 +165,8 @@ class CameraModel:
         """(N, 3) parent-frame points -> pixel coordinates (N, 2) and depth along the optical axis (N,).
 
         Pixel (u, v) = (0, 0) is the *corner* of the top-left pixel, so pixel (i, j) spans
-        [j, j+1) x [i, i+1). Points behind the camera get NaN pixels. Distortion is applied.
+        [j, j+1) x [i, i+1). Points behind the camera (or in its z = 0 plane) get NaN pixels, computed only for
+        points in front (no 0 * inf warnings). Distortion is applied with cv2.projectPoints (which ignores skew).
         """
         pc = self.to_optical(points)
         z = pc[:, 2]
@@ -179,7 +180,8 @@ class CameraModel:
                                               np.asarray(self.D, np.float64))[0].reshape(-1, 2)
         else:
             x, y = pc[front, 0] / z[front], pc[front, 1] / z[front]
-            uv[front] = np.stack([self.K[0, 0] * x + self.K[0, 1] * y + self.K[0, 2], self.K[1, 1] * y + self.K[1, 2]], -1)
+            uv[front] = np.stack([self.K[0, 0] * x + self.K[0, 1] * y + self.K[0, 2],
+                                  self.K[1, 1] * y + self.K[1, 2]], -1)
         return uv, z
 
     def pixel_rays(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -361,13 +361,12 @@ class PanopticNode(Node):
             log, suppressed = self._throttle.check(key, time.monotonic())
         if log:
             more = f" ({suppressed} more like this since the last such line)" if suppressed else ""
-            # One call line per level: rclpy refuses a second severity from the same line (file, line number).
-            if level == "warning":
-                self.get_logger().warning(text + more)
-            elif level == "info":
-                self.get_logger().info(text + more)
+            # one call site per severity: rclpy raises when one call site logs at two severities
+            logger = self.get_logger()
+            if level == "error":
+                logger.error(text + more)
             else:
-                self.get_logger().error(text + more)
+                logger.warning(text + more)
 
     def _bad_frame(self, frame: _Frame, reason: str, kind: str = "error", count: bool = True) -> None:
         """Report a frame that produced no output (or, ``count=False``, lost its grid): a log line throttled per

@@ -784,6 +784,10 @@ def test_builtin_tf_buffer_and_the_auto_fallback(fresh, capfd):
     diag = h.diagnostic_after(t0, WARN, "camera pose from the camera.* parameters")
     assert diag is not None and diag["values"]["camera pose source"] == "tf (built-in buffer)", h.diagnostics[-2:]
     assert "not TF: no transform base_link <- camera_optical_frame" in capfd.readouterr().err
+    bad = rgb8(street())
+    bad.step -= 1  # an error line after the fallback's warning line (one rclpy call site cannot log at both)
+    h.send_image(bad)
+    assert "cannot read image" in capfd.readouterr().err
 
     pose = Pose(0.7, -0.4, 1.9, 0.03, 0.1, 0.04)
     pub = h.listener.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)

@@ -82,7 +82,8 @@ def test_extrapolation_is_refused_and_zero_means_latest_common_time():
     b.set_transform("odom", "base_link", 3 * S, [2, 0, 0], [0, 0, 0, 1])
     b.set_transform("base_link", "camera", 1 * S, [0, 0, 1], [0, 0, 0, 1])
     b.set_transform("base_link", "camera", 2 * S, [0, 0, 2], [0, 0, 0, 1])
-    with pytest.raises(TransformUnavailable, match="extrapolation into the future.*latest data of \"base_link\" <- \"camera\""):
+    with pytest.raises(TransformUnavailable,
+                       match='extrapolation into the future.*latest data of "base_link" <- "camera"'):
         b.lookup("odom", "camera", int(2.5 * S))
     with pytest.raises(TransformUnavailable, match="extrapolation into the past"):
         b.lookup("odom", "camera", int(0.5 * S))
@@ -113,7 +114,8 @@ def test_unknown_and_unconnected_frames_say_so():
     b = TransformBuffer()
     b.set_transform("base_link", "camera", 0, [0, 0, 1], [0, 0, 0, 1], static=True)
     b.set_transform("world", "marker", 0, [0, 0, 1], [0, 0, 0, 1], static=True)
-    with pytest.raises(TransformUnavailable, match='"nowhere" passed to lookup_transform argument source_frame does not exist'):
+    with pytest.raises(TransformUnavailable,
+                       match='"nowhere" passed to lookup_transform argument source_frame does not exist'):
         b.lookup("base_link", "nowhere")
     with pytest.raises(TransformUnavailable, match="not part of the same tree"):
         b.lookup("base_link", "marker")
@@ -134,5 +136,6 @@ def test_core_module_imports_no_ros():
     import subprocess
     import sys
 
-    code = "import sys, panoptic_ros.tf_buffer; sys.exit(any(m.split('.')[0] in ('rclpy', 'tf2_ros', 'tf2_msgs') for m in sys.modules))"
+    code = ("import sys, panoptic_ros.tf_buffer; "
+            "sys.exit(any(m.split('.')[0] in ('rclpy', 'tf2_ros', 'tf2_msgs') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

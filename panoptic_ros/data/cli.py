@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
             lo, hi = getattr(defaults, field)
             p.add_argument(flag, dest=field, type=_range, metavar="A|LO,HI",
                            help=f"{what}: one value or a range sampled per scene (bag: per drive, plus the "
-                                f"world's per-frame jitter of 5 mm / 0.15 deg in height / pitch); default {lo:g},{hi:g}")
+                                "world's per-frame jitter of 5 mm / 0.15 deg in height / pitch); "
+                                f"default {lo:g},{hi:g}")
 
     p = sub.add_parser("generate", help="write a COCO- or Cityscapes-panoptic data set of random scenes",
                        description="Render independent random scenes into a panoptic data set.")

@@ -9,7 +9,7 @@
     panoptic-eval bag BAG --labels truth --out DIR                        # the grid from the bag's own labels
 
 With --model on a bag with bird's-eye truth (/ground_truth/grid of panoptic-world bag), the node's pipeline also
-makes every frame's grid, with the camera pose from the bag's /tf_static (the camera.* parameters only without
+makes every frame's grid, with the camera pose from the bag's /tf_static and /tf (the camera.* parameters only without
 it), laid out like the truth: report.json gets `grid` (free IoU per range band 0-10 / 10-20 / 20-40 m, occupied
 recall and precision within 0-20 m) and report.md a picture of the worst frame's grids.
 

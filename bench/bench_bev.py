@@ -22,7 +22,7 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this tree's code, not an installed copy
 
-from panoptic_ros.bev import TYPICAL_FOOTPRINT_DEPTHS, GroundProjector  # noqa: E402
+from panoptic_ros.bev import DEFAULT_FOOTPRINT_DEPTHS, GroundProjector  # noqa: E402
 from panoptic_ros.data.world import SyntheticWorld, WorldConfig  # noqa: E402
 from panoptic_ros.geometry import GridSpec  # noqa: E402
 
@@ -76,7 +76,7 @@ def main(argv=None):
     print(f"lookup build (once per camera): {(time.perf_counter() - t0) * 1e3:.1f} ms, "
           f"{projector.lookup.cell_index.size} cells in view")
     results = {}
-    for name, depth in (("footprint_depth=0.3", 0.3), ("typical depths", TYPICAL_FOOTPRINT_DEPTHS)):
+    for name, depth in (("footprint_depth=0.3", 0.3), ("typical depths", DEFAULT_FOOTPRINT_DEPTHS)):
         proj = GroundProjector(camera, grid, world.taxonomy, footprint_depth=depth, lookup=projector.lookup)
         k = iter(range(10 ** 9))
         results[name] = median_ms(lambda: proj.project(frames[next(k) % len(frames)].panoptic), args.iters)

@@ -12,7 +12,6 @@ publishes ``~/panoptic``, ``~/panoptic_ids`` (32SC1), ``~/semantic`` (mono8), ``
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 import threading
@@ -141,8 +140,10 @@ class PanopticNode(Node):
         self._worker.start()
         self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
         h, w = self.predictor.input_size
+        size = (f"{cfg.input_size[1]}x{cfg.input_size[0]}" if cfg.input_size else
+                f"each image's aspect ratio at {w}x{h} pixels")
         self.get_logger().info(
-            f"ready: model {self.model_path} on backend {self.predictor.backend_name}, input {w}x{h}; "
+            f"ready: model {self.model_path} on backend {self.predictor.backend_name}, network input {size}; "
             f"listening on {self.image_topic} ({cfg.image_transport}, {cfg.input_qos} QoS) and "
             f"{self.camera_info_topic}")
 
@@ -194,15 +195,11 @@ class PanopticNode(Node):
                       unknown=cfg.unknown, stuff_area_threshold=cfg.stuff_area_threshold, head_stride=cfg.head_stride)
         if cfg.threads:
             kwargs["threads"] = cfg.threads
-        if cfg.input_size is not None:
-            if "input_size" not in inspect.signature(Predictor.__init__).parameters:
-                raise ValueError(f"parameter input_size={list(cfg.input_size)}: this Predictor runs models at their "
-                                 "checkpoint's input size only; set input_size to [0, 0]")
-            kwargs["input_size"] = cfg.input_size
+        kwargs["input_size"] = cfg.input_size  # None: each image's aspect ratio at the checkpoint's pixel budget
         self.get_logger().info(f"loading model {path} (backend {cfg.backend})")
         t0 = time.perf_counter()
         predictor = Predictor.from_checkpoint(path, **kwargs)
-        h, w = predictor.input_size
+        h, w = cfg.input_size or predictor.input_size
         predictor.predict(np.zeros((h, w, 3), dtype=np.uint8))  # warm-up: first-call allocations, lazy init
         self.get_logger().info(f"model loaded and warmed up in {time.perf_counter() - t0:.1f} s")
         # auto's reasons go to Python logging inside the runtime; users read the ROS log and /diagnostics.

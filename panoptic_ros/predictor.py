@@ -7,6 +7,7 @@ network grid), ``postprocess`` (ids back to the input size, segment table). No p
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +22,21 @@ from .taxonomy import Taxonomy
 
 PAPER_SCORE_THRESHOLD = 0.4  # Weber et al. 2020
 HEAD_STRIDES = (1, 2, 4)  # the head grids the Predictor offers: 1 = the network input
+# Input sides are multiples of the trunk's output stride (p5, 32): the semantic branch upsamples p3..p5 by exact
+# factors of 2 to the 1/4 grid. p6 / p7 round up, as they already do at the checkpoints' 192 (192 / 128 = 1.5).
+NETWORK_STRIDE = 32
+MAX_BACKENDS = 4  # network input sizes kept built at once (each its own static-shape backend)
+
+
+def network_input_size(image_hw: tuple[int, int], pixel_budget: int, stride: int = NETWORK_STRIDE) -> tuple[int, int]:
+    """(H, W) of the network input for an image of ``image_hw``: its aspect ratio at about ``pixel_budget``
+    pixels, both sides rounded to the nearest multiple of ``stride`` (at least one stride)."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    if h <= 0 or w <= 0 or pixel_budget <= 0:
+        raise ValueError(f"need a positive image size and pixel budget, got {w}x{h} and {pixel_budget}")
+    height = (pixel_budget * h / w) ** 0.5
+    return (max(stride, int(round(height / stride)) * stride),
+            max(stride, int(round(height * w / h / stride)) * stride))
 
 
 class Predictor:
@@ -41,13 +57,17 @@ class Predictor:
         max_detections: K, the static number of detection slots.
         head_stride: run the panoptic head on a grid ``head_stride`` times coarser than the network input
             (1 = full input resolution, 4 = the logits' own 1/4 grid) and upsample its ids; cheaper, blockier.
+        input_size: the network input (H, W) every image is resized to (multiples of 32); ``None`` = each
+            image's own aspect ratio at the checkpoint's pixel budget (:func:`network_input_size`: 384 x 192
+            stays 384 x 192, 640 x 480 runs at 320 x 224). The network is fully convolutional; each input size
+            gets its own static-shape backend (built on first use, the last :data:`MAX_BACKENDS` kept; the
+            ONNX / TensorRT caches are keyed by input size). ``self.input_size`` stays the checkpoint's.
     """
 
     def __init__(self, model: torch.nn.Module, metadata: dict, backend="cpu", score_threshold: float | None = None,
                  policy: str = "closest_center", unknown: bool = True, stuff_area_threshold: int | None = None,
-                 max_detections: int = 100, threads: int | None = None, head_stride: int = 1):
-        from .runtime import create_backend
-
+                 max_detections: int = 100, threads: int | None = None, head_stride: int = 1,
+                 input_size: Sequence[int] | None = None):
         self.metadata = metadata
         self.taxonomy = Taxonomy.from_dict(metadata["taxonomy"])
         self.input_size = tuple(int(v) for v in metadata["input_size"])  # (H, W)
@@ -66,19 +86,62 @@ class Predictor:
         if head_stride not in HEAD_STRIDES:
             raise ValueError(f"head_stride must be 1, 2 or 4, got {head_stride}")
         self.head_stride = int(head_stride)
-        area = self.stuff_area_threshold // self.head_stride ** 2  # the threshold is in input pixels
-        # Values are checked once, on the network outputs (_fuse), not again on their upsampled copies.
-        self.head = PanopticHead.from_taxonomy(self.taxonomy, policy=policy, unknown=unknown,
-                                               stuff_area_threshold=area, check_values=False).eval()
-        self.backend = backend if not isinstance(backend, str) else create_backend(
-            backend, model, self.input_size, metadata=metadata, threads=threads)
-        self.device = self.backend.device
-        # The TensorRT backend compiles the head too (cached); every other backend returns it unchanged.
+        if input_size is not None:
+            input_size = tuple(int(v) for v in input_size)
+            if len(input_size) != 2 or not all(v > 0 and v % NETWORK_STRIDE == 0 for v in input_size):
+                raise ValueError(f"input_size must be (height, width), positive multiples of {NETWORK_STRIDE}, "
+                                 f"got {input_size}")
+        self.fixed_input_size = input_size  # None: each image's aspect ratio at the checkpoint's pixel budget
+        self.policy, self.unknown, self.threads = policy, unknown, threads
+        self._runtimes: OrderedDict[tuple[int, int], tuple] = OrderedDict()  # input size -> (backend, head)
+        self._backend_choice = backend  # 'auto' is resolved once, by the first backend built
+        self._runtime(self.fixed_input_size or self.input_size)
+
+    def _runtime(self, size: tuple[int, int]) -> tuple:
+        """(backend, head) for a network input of ``size``, built on first use (static shapes per size)."""
+        runtime = self._runtimes.get(size)
+        if runtime is not None:
+            self._runtimes.move_to_end(size)
+            self.backend, self.head = runtime
+            return runtime
+        from .runtime import create_backend
         from .runtime.export import head_example_inputs
 
-        example = head_example_inputs(self.head, self.taxonomy.num_classes, self.taxonomy.thing_train_ids,
-                                      [v // self.head_stride for v in self.input_size], self.max_detections)
-        self.head = self.backend.compile_head(self.head, example)
+        choice = self._backend_choice
+        if not isinstance(choice, str):  # a backend object: built for one size only
+            if tuple(choice.input_size) != tuple(size):
+                raise ValueError(f"the given backend was built for {tuple(choice.input_size)} inputs, not {size}; "
+                                 "pass a backend name to run other sizes")
+            backend = choice
+        else:
+            backend = create_backend(choice, self.model, size, metadata=self.metadata, threads=self.threads)
+            if choice == "auto":  # later sizes go straight to the backend auto picked (keep its reasons)
+                self._backend_choice = backend.name
+                self.skipped = dict(getattr(backend, "skipped", {}) or {})
+            elif hasattr(self, "skipped"):
+                backend.skipped = self.skipped
+        # The threshold is in input pixels at the checkpoint's size: keep its fraction of the image.
+        area = self.stuff_area_threshold * size[0] * size[1] / (self.input_size[0] * self.input_size[1])
+        # Values are checked once, on the network outputs (_fuse), not again on their upsampled copies.
+        head = PanopticHead.from_taxonomy(self.taxonomy, policy=self.policy, unknown=self.unknown,
+                                          stuff_area_threshold=int(round(area)) // self.head_stride ** 2,
+                                          check_values=False).eval()
+        # The TensorRT backend compiles the head too (cached); every other backend returns it unchanged.
+        example = head_example_inputs(head, self.taxonomy.num_classes, self.taxonomy.thing_train_ids,
+                                      [v // self.head_stride for v in size], self.max_detections)
+        head = backend.compile_head(head, example)
+        self._runtimes[size] = (backend, head)
+        while len(self._runtimes) > MAX_BACKENDS:
+            self._runtimes.popitem(last=False)
+        self.backend, self.head = backend, head
+        self.device = backend.device
+        return backend, head
+
+    def network_size(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """The network input (H, W) an image of ``image_hw`` runs at (see ``input_size``)."""
+        if self.fixed_input_size is not None:
+            return self.fixed_input_size
+        return network_input_size(image_hw, self.input_size[0] * self.input_size[1])
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -100,14 +163,12 @@ class Predictor:
         return self.backend.name
 
     # -- inference ------------------------------------------------------------------------------------
-    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        h, w = self.input_size
+    def preprocess(self, images: Sequence[np.ndarray], size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Images -> a normalised (B, 3, H, W) batch at ``size`` (default: :meth:`network_size` of the first)."""
+        h, w = size or self.network_size(images[0].shape[:2])
         batch = np.empty((len(images), 3, h, w), dtype=np.float32)
         for i, image in enumerate(images):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
-            if image.shape[0] < 8 or image.shape[1] < 8:
-                raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} px is too small to segment")
+            _check_image(image)
             resized = image if image.shape[:2] == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             # Channel planes straight into NCHW (cv2.split is a fast de-interleave): no HWC float buffer to
             # transpose afterwards (~8x cheaper). The same float32 operations per value (the (1,)-slices keep
@@ -120,7 +181,15 @@ class Predictor:
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[PanopticResult]:
         t0 = time.perf_counter()
-        x = self.preprocess(images).to(self.device)
+        if not len(images):
+            raise ValueError("no images to predict")
+        for image in images:  # before choosing the network size from their shapes
+            _check_image(image)
+        size = self.network_size(images[0].shape[:2])
+        if any(self.network_size(im.shape[:2]) != size for im in images[1:]):
+            raise ValueError("a batch runs at one network input size: give images of one aspect ratio")
+        self._runtime(size)
+        x = self.preprocess(images, size).to(self.device)
         t1 = time.perf_counter()
         outputs = self.backend.run(x)
         t2 = time.perf_counter()
@@ -140,14 +209,15 @@ class Predictor:
         return self.predict_batch([image])[0]
 
     def fuse(self, outputs: dict) -> tuple[np.ndarray, dict]:
-        """Network outputs -> panoptic ids (B, H/s, W/s) (s = head_stride) and the padded detections the head
+        """Network outputs (of the current backend's input size) -> panoptic ids (B, H/s, W/s) (s = head_stride) and the padded detections the head
         used (``boxes``, ``scores``, ``labels``, ``valid``; detection k owns instance k + 1)."""
         ids, _, det = self._fuse(outputs)
         return ids, det
 
     def _fuse(self, outputs: dict) -> tuple[np.ndarray, np.ndarray, dict]:
-        """:meth:`fuse` plus the head's semantic train ids (B, H/s, W/s) (equal to ``semantic_from_ids(ids)``)."""
-        h, w = self.input_size
+        """:meth:`fuse` plus the head's semantic train ids (B, H/s, W/s) (equal to ``semantic_from_ids(ids)``);
+        the input size is the current runtime's (the semantic logits are 1/4 of it)."""
+        h, w = self.backend.input_size
         if not all(_all_finite(outputs[k]) for k in ("semantic", "centers", "cls_logits")):
             raise FloatingPointError("the network produced NaN or inf; refusing to publish its output")
         det = self.model.detect(outputs, (h, w), score_threshold=self.score_threshold,
@@ -165,7 +235,7 @@ class Predictor:
     def _detections(self, det: dict, i: int, size: tuple[int, int]) -> dict:
         """Valid detections of image ``i``, boxes scaled from the network input to the image's size."""
         valid = det["valid"][i].cpu().numpy()
-        h, w = self.input_size
+        h, w = self.backend.input_size
         scale = np.array([size[1] / w, size[0] / h] * 2, dtype=np.float32)
         labels = det["labels"][i].cpu().numpy()[valid]
         return {"boxes": det["boxes"][i].cpu().numpy()[valid] * scale, "scores": det["scores"][i].cpu().numpy()[valid],
@@ -181,6 +251,13 @@ class Predictor:
         ids = ids.astype(np.int32, copy=False)
         return PanopticResult(ids, semantic.astype(self.taxonomy.id_to_train.dtype, copy=False),
                               segments_from_output(ids, scores, self.taxonomy))
+
+
+def _check_image(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} {image.shape}")
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        raise ValueError(f"image of {image.shape[1]}x{image.shape[0]} px is too small to segment")
 
 
 def resize_bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

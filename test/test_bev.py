@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from panoptic_ros.bev import (TYPICAL_FOOTPRINT_DEPTHS, BevGrid, BevMetrics, GroundLookup, GroundProjector,
+from panoptic_ros.bev import (DEFAULT_FOOTPRINT_DEPTHS, BevGrid, BevMetrics, GroundLookup, GroundProjector,
                               ProjectorCache, bev_metrics)
 from panoptic_ros.data.frame import BevTruth
 from panoptic_ros.data.world import SyntheticWorld, WorldConfig
@@ -330,7 +330,7 @@ def test_world_frames_free_space_iou_with_ground_truth_labels():
     bands = ((0, 10), (10, 20))
     seen, prior = BevMetrics(bands), BevMetrics(bands)
     cache_seen = ProjectorCache(world.config.grid, world.taxonomy)
-    cache_prior = ProjectorCache(world.config.grid, world.taxonomy, footprint_depth=TYPICAL_FOOTPRINT_DEPTHS)
+    cache_prior = ProjectorCache(world.config.grid, world.taxonomy, footprint_depth=DEFAULT_FOOTPRINT_DEPTHS)
     for f in frames:
         seen.update(cache_seen.project(f.camera, f.panoptic), f.bev)
         prior.update(cache_prior.project(f.camera, f.panoptic), f.bev)

@@ -162,3 +162,39 @@ def test_opencv_bilinear_resize_equals_torch_to_float_rounding(shape, size):
     # Other dtypes take torch's kernel itself.
     assert torch.equal(resize_bilinear(x.double(), size), F.interpolate(x.double(), size=size, mode="bilinear",
                                                                         align_corners=False))
+
+
+def test_network_input_size_keeps_aspect_and_pixel_budget():
+    from panoptic_ros.predictor import network_input_size
+
+    budget = 192 * 384
+    assert network_input_size((192, 384), budget) == (192, 384)  # the checkpoint's own shape is unchanged
+    assert network_input_size((480, 640), budget) == (224, 320)
+    assert network_input_size((720, 1280), budget) == (192, 352)
+    for hw in [(480, 640), (720, 1280), (1080, 1920), (1200, 1600), (100, 900)]:
+        h, w = network_input_size(hw, budget)
+        assert h % 32 == 0 and w % 32 == 0
+        assert abs(h * w / budget - 1) < 0.25
+        assert abs(np.log((w / h) / (hw[1] / hw[0]))) < 0.2  # the aspect ratio to within the rounding
+
+
+def test_image_aspect_ratio_runs_its_own_network_size(model_and_meta):
+    """Auto size = the fixed-size predictor at the computed size; sizes get their own backends, reused."""
+    model, meta = model_and_meta
+    auto = Predictor(model, meta, backend="cpu", score_threshold=LOW_SCORE)
+    square = images(3, [(128, 128)])[0]
+    r = auto.predict(square)
+    assert auto.backend.input_size == (96, 96)  # 64 x 128 = 8192 px -> sqrt = 90.5 -> 96 (a multiple of 32)
+    fixed = Predictor(model, meta, backend="cpu", score_threshold=LOW_SCORE, input_size=(96, 96))
+    np.testing.assert_array_equal(r.panoptic, fixed.predict(square).panoptic)
+    wide = images(4, [(64, 128)])[0]
+    auto.predict(wide)
+    assert auto.backend.input_size == (64, 128)
+    backends = {size: rt[0] for size, rt in auto._runtimes.items()}
+    auto.predict(square)
+    assert auto.backend is backends[(96, 96)]  # built once per size
+    squashed = Predictor(model, meta, backend="cpu", score_threshold=LOW_SCORE, input_size=(64, 128))
+    squashed.predict(square)
+    assert squashed.backend.input_size == (64, 128)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        Predictor(model, meta, backend="cpu", input_size=(100, 128))

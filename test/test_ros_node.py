@@ -237,3 +237,42 @@ def test_node_drops_stale_frames_and_skips_unwatched_outputs(checkpoint, tmp_pat
     assert processed == len(got) and processed + dropped + idle == received
     assert dropped > 0, f"a back-to-back burst of {len(sent)} frames must outrun CPU inference:\n{values}"
     assert "listening on /camera/image_raw/compressed (compressed, reliable QoS)" in text
+
+
+@pytest.mark.timeout(900)
+def test_ego_mask_is_void_in_the_node_outputs_and_off_the_grid(road_checkpoint, tmp_path):
+    """A real node with ego_mask: the masked pixels are void (id 0, train id 255) in ids, semantic and the
+    segment list, and the grid is the projection of the masked ids (the hood's cells stay unknown)."""
+    import cv2
+
+    from panoptic_ros.ego_mask import apply_ego_mask
+    from panoptic_ros.predictor import Predictor
+
+    h, w = 96, 128
+    mask = np.zeros((h, w), np.uint8)
+    mask[76:] = 1  # the hood
+    mask[40:, :12] = 1  # a mirror
+    png = tmp_path / "ego.png"
+    cv2.imwrite(str(png), mask)
+    env = ros_env(tmp_path, 4)
+    log = tmp_path / "node.log"
+    node = start_node(road_checkpoint, env, log, "-p", f"ego_mask:={png}")
+    try:
+        rec = run_driver("outputs", env, tmp_path / "out.pkl", "--frames", "2", "--height", str(h), "--width", str(w))
+    finally:
+        text = stop(node, signal.SIGINT, log)
+    predictor = Predictor.from_checkpoint(road_checkpoint, backend="cpu", threads=1)
+    body = mask > 0
+    for stamp, rgb in rec["sent"]:
+        got = rec["received"].get(stamp)
+        assert got is not None and {"panoptic_ids", "semantic", "panoptic", "grid"} <= set(got), text
+        expected = apply_ego_mask(predictor.predict(rgb), body, predictor.taxonomy)
+        ids = got["panoptic_ids"]["array"]
+        assert (ids[body] == 0).all() and (ids[~body] != 0).any()
+        assert np.array_equal(ids, expected.panoptic)
+        assert (got["semantic"]["array"][body] == 255).all()
+        assert [(s["id"], s["area"]) for s in got["panoptic"]["segments"]] == [(s.id, s.area) for s in expected.segments]
+        projector = expected_projector(predictor.taxonomy, w, h)
+        assert np.array_equal(got["grid"]["data"], projector.project(expected.panoptic).occupancy_data())
+        unmasked = projector.project(predictor.predict(rgb).panoptic).occupancy_data()
+        assert np.count_nonzero(got["grid"]["data"] == 0) < np.count_nonzero(unmasked == 0)  # hood cells not free

@@ -166,3 +166,100 @@ def test_bad_input_is_named(predictor, config):
     info.distortion_model = "equidistant"
     (level, _, text), = pipeline.process(msg, info, {"grid"}).events
     assert level == "error" and "'equidistant' is not supported" in text
+
+
+class _FixedPredictor:
+    """A predictor whose labels are known: road below the horizon row, sky above, one car standing on the road
+    and one car wholly inside the bottom rows (where the ego mask of the test lies)."""
+
+    def __init__(self, taxonomy):
+        from panoptic_ros.panoptic import PanopticResult, segments_from_ids, semantic_from_ids
+
+        self.taxonomy = taxonomy
+        ids = np.full((H, W), 23000, np.int32)  # sky
+        ids[36:] = 7000  # road
+        ids[30:50, 10:30] = 26001  # a car whose contact (row 49) is above the mask
+        ids[40:58, 60:80] = 26002  # a car whose lowest row (57) touches the mask's first row (58)
+        ids[58:, 40:50] = 26003  # a car wholly in the masked rows
+        self.result = PanopticResult(ids, semantic_from_ids(ids, taxonomy), segments_from_ids(ids, taxonomy))
+
+    def predict(self, rgb):
+        from copy import deepcopy
+
+        return deepcopy(self.result)
+
+
+def test_ego_mask_pixels_are_void_everywhere_and_never_on_the_grid(predictor, config, tmp_path):
+    import cv2
+
+    from panoptic_ros.bev import OCCUPIED, UNKNOWN
+    from panoptic_ros.ros.messages import from_panoptic_segmentation
+
+    fixed = _FixedPredictor(predictor.taxonomy)
+    mask = np.zeros((H, W), np.uint8)
+    mask[58:] = 255  # the hood: the bottom 6 rows
+    path = tmp_path / "ego.png"
+    cv2.imwrite(str(path), mask)
+    rng = np.random.default_rng(5)
+    rgb, msg = image(rng)
+    values = {"grid.resolution": 0.25, "camera.pitch": 0.1, "camera.x": 0.0}
+    plain = FramePipeline.from_config(fixed, NodeConfig.from_values(values)).process(msg, camera_info(), OUTPUTS)
+    masked_pipeline = FramePipeline.from_config(fixed, NodeConfig.from_values(dict(values, ego_mask=str(path))))
+    out = masked_pipeline.process(msg, camera_info(), OUTPUTS)
+    body = mask > 0
+
+    ids = image_to_numpy(out.messages["panoptic_ids"])
+    assert (ids[body] == 0).all() and np.array_equal(ids[~body], fixed.result.panoptic[~body])
+    assert (image_to_numpy(out.messages["semantic"])[body] == 255).all()
+    masked_ids = np.where(body, 0, fixed.result.panoptic)
+    assert np.array_equal(image_to_numpy(out.messages["overlay"]), colorize(masked_ids, fixed.taxonomy, rgb))
+    _, segments, _ = from_panoptic_segmentation(out.messages["panoptic"])
+    areas = {s.id: s.area for s in segments}
+    assert 26003 not in areas  # wholly under the mask
+    assert areas[7000] == int(((masked_ids == 7000)).sum()) and areas[26002] == 18 * 20
+
+    # The grid: cells seen through masked pixels are unknown (they were free without the mask); the car that
+    # only met the masked rows has no visible contact any more, the other keeps its footprint.
+    lookup = masked_pipeline.projector_for(camera_info(), W, H).lookup
+    grid = np.asarray(out.messages["grid"].data, np.int8)
+    before = np.asarray(plain.messages["grid"].data, np.int8)
+    through_mask = lookup.cell_index[body.reshape(-1)[lookup.cell_pixel]]
+    assert through_mask.size > 0 and (grid[through_mask] == UNKNOWN).all()
+    assert (before[through_mask] != UNKNOWN).any()
+    assert np.count_nonzero(grid == OCCUPIED) < np.count_nonzero(before == OCCUPIED)
+    car2_cells = lookup.cell_index[(plain_ids := fixed.result.panoptic.reshape(-1))[lookup.cell_pixel] == 26002]
+    assert (before[car2_cells] == OCCUPIED).any() and not (grid[car2_cells] == OCCUPIED).any()
+    car1_cells = lookup.cell_index[plain_ids[lookup.cell_pixel] == 26001]
+    assert (grid[car1_cells] == OCCUPIED).any()
+
+    # A mask of another size is resized with nearest neighbour (said once); a missing file is refused.
+    small = tmp_path / "ego_small.png"
+    cv2.imwrite(str(small), mask[::2, ::2])
+    half = FramePipeline.from_config(fixed, NodeConfig.from_values(dict(values, ego_mask=str(small))))
+    out_half = half.process(msg, camera_info(), {"panoptic_ids"})
+    assert np.array_equal(image_to_numpy(out_half.messages["panoptic_ids"]), ids)
+    assert any(key == "ego_mask_size" for _, key, _ in out_half.events)
+    with pytest.raises(ValueError, match="does not exist"):
+        FramePipeline.from_config(fixed, NodeConfig.from_values(dict(values, ego_mask=str(tmp_path / "no.png"))))
+
+
+def test_footprint_depth_parameters_reach_the_projector(predictor, config):
+    """The node's footprint_depth.<class> parameters (defaults: bev.DEFAULT_FOOTPRINT_DEPTHS) set how deep a car
+    on the grid is: 0 leaves its contact cells, the default covers its length behind them."""
+    from panoptic_ros.bev import DEFAULT_FOOTPRINT_DEPTHS, OCCUPIED
+
+    fixed = _FixedPredictor(predictor.taxonomy)
+    rng = np.random.default_rng(6)
+    _, msg = image(rng)
+    values = {"grid.resolution": 0.1, "camera.pitch": 0.1, "camera.x": 0.0, "camera.z": 3.0}
+    occupied = {}
+    for depth in (0.0, None, 2.0):
+        cfg = NodeConfig.from_values(values if depth is None else dict(values, **{"footprint_depth.car": depth}))
+        pipeline = FramePipeline.from_config(fixed, cfg)
+        out = pipeline.process(msg, camera_info(), {"grid"})
+        projector = pipeline.projector_for(camera_info(), W, H)
+        expected = DEFAULT_FOOTPRINT_DEPTHS["car"] if depth is None else depth
+        assert projector.footprint_depth["car"] == expected
+        assert projector.footprint_depth["traffic light"] == DEFAULT_FOOTPRINT_DEPTHS["traffic light"]
+        occupied[depth] = np.count_nonzero(np.asarray(out.messages["grid"].data) == OCCUPIED)
+    assert occupied[0.0] < occupied[2.0] < occupied[None]

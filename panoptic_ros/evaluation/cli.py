@@ -6,6 +6,12 @@
     panoptic-eval bag BAG --model CKPT --out DIR                          # predictor over a rosbag2
     panoptic-eval bag BAG --model CKPT --out DIR --write-bag OUT_BAG      # the node's pipeline, outputs to a bag
     panoptic-eval bag BAG --predictions REC_BAG --out DIR                 # recorded node outputs (live replay)
+    panoptic-eval bag BAG --labels truth --out DIR                        # the grid from the bag's own labels
+
+With --model on a bag with bird's-eye truth (/ground_truth/grid of panoptic-world bag), the node's pipeline also
+makes every frame's grid, with the camera pose from the bag's /tf_static and /tf (the camera.* parameters only without
+it), laid out like the truth: report.json gets `grid` (free IoU per range band 0-10 / 10-20 / 20-40 m, occupied
+recall and precision within 0-20 m) and report.md a picture of the worst frame's grids.
 
 Prints panopticapi's table and writes DIR/report.json, report.md, per_class_pq.png, worst_frames.png.
 """
@@ -21,7 +27,8 @@ from ..taxonomy import Taxonomy
 from .files import PanopticFolders
 from .pq import format_table
 from .report import to_convention, worst_frame_names, write_report
-from .run import add_predictor_args, run_bag, run_bag_pipeline, run_bag_predictions, run_model
+from .run import (add_predictor_args, run_bag, run_bag_pipeline, run_bag_predictions, run_bag_truth_labels,
+                  run_model)
 
 
 def _find_image(images_dir: Path | None, gt_json: dict, image_id) -> np.ndarray | None:
@@ -108,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     bag.add_argument("--params-file", type=Path, default=None,
                      help="node parameters YAML for --write-bag (camera pose, grid, frames); default: the node's "
                           "defaults. Model settings come from the options below")
+    bag.add_argument("--labels", choices=("model", "truth"), default="model",
+                     help="truth: run the node's pipeline on the bag's ground-truth panoptic labels instead of a "
+                          "model (the grid's own error; needs /ground_truth/grid); writes only the grid metrics")
     bag.add_argument("--predictions", type=Path, default=None, metavar="REC_BAG",
                      help="bag of recorded node outputs to evaluate instead of running a model")
     bag.add_argument("--prediction-topic", default="/panoptic_node/panoptic",
@@ -129,6 +139,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "bag":
+            if args.labels == "truth":
+                if args.model is not None or args.predictions is not None:
+                    raise ValueError("bag: --labels truth projects the bag's own labels; no --model or --predictions")
+                return run_bag_truth_labels(args)
             if (args.predictions is None) == (args.model is None):
                 raise ValueError("bag: give --model (run a model) or --predictions (evaluate recorded outputs)")
             if args.write_bag is not None and args.predictions is not None:

@@ -85,7 +85,8 @@ def _predictor(args):
 
     return Predictor.from_checkpoint(args.model, backend=args.backend, score_threshold=args.score_threshold,
                                      stuff_area_threshold=args.stuff_area_threshold, policy=args.policy,
-                                     unknown=args.unknown, head_stride=args.head_stride)
+                                     unknown=args.unknown, head_stride=args.head_stride,
+                                     input_size=args.input_size)
 
 
 def run_model(args) -> int:
@@ -124,12 +125,20 @@ def run_bag(args) -> int:
     frames = samples() if args.frames is None else itertools.islice(samples(), args.frames)
     evaluate_predictor(predictor, frames, args.out, f"{Path(args.model).name} on bag {args.bag}", args.worst,
                        extra={"bag": str(args.bag), **_settings(predictor, args)})
+    pipeline, has_grid = _pipeline_for(args, predictor)
+    if has_grid:  # the grid as the node makes it: a second pass, through the node's pipeline
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _, grid_eval = _grid_pass(args, pipeline, Path(tmp) / "outputs", ("grid",))
+        _report_grid(grid_eval, args.out)
     return 0
 
 
 def _settings(predictor, args) -> dict:
     return {"score_threshold": predictor.score_threshold, "stuff_area_threshold": predictor.stuff_area_threshold,
-            "policy": args.policy, "unknown": args.unknown, "head_stride": predictor.head_stride}
+            "policy": args.policy, "unknown": args.unknown, "head_stride": predictor.head_stride,
+            "input_size": list(args.input_size) if args.input_size else "image aspect at the checkpoint's pixels"}
 
 
 def add_predictor_args(parser) -> None:
@@ -145,12 +154,16 @@ def add_predictor_args(parser) -> None:
                         help="predict unknown for thing pixels no detection explains")
     parser.add_argument("--head-stride", type=int, default=1, choices=HEAD_STRIDES,
                         help="panoptic head on a grid this many times coarser than the network input (1 = exact)")
+    parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="network input every image is resized to (multiples of 32); default: each image's "
+                             "aspect ratio at the checkpoint's pixel budget")
     parser.add_argument("--frames", type=int, default=None, help="evaluate only the first N frames")
     parser.add_argument("--worst", type=int, default=6, help="how many lowest-PQ frames to draw")
 
 
 # -- the node's pipeline offline, and recorded node outputs ------------------------------------------------------
 PREDICTION_TOPIC = "/panoptic_node/panoptic"
+TF_TOPIC = "/tf"
 OUTPUT_TYPES = {"panoptic_ids": "sensor_msgs/msg/Image", "panoptic": "panoptic_ros/msg/PanopticSegmentation",
                 "semantic": "sensor_msgs/msg/Image", "overlay": "sensor_msgs/msg/Image",
                 "grid": "nav_msgs/msg/OccupancyGrid", "markers": "visualization_msgs/msg/MarkerArray"}
@@ -182,63 +195,151 @@ def node_config_from_file(path: Path | None, **overrides):
     return NodeConfig.from_values(values)
 
 
+class TruthLabels:
+    """Stands in for the Predictor in the node's pipeline: hands out a bag's ground-truth panoptic ids, so the
+    grid's own error (projection, footprints) is measured without the network's (``--labels truth``)."""
+
+    backend_name = "ground truth"
+
+    def __init__(self, taxonomy):
+        self.taxonomy = taxonomy
+        self.metadata = {"checkpoint_path": "ground truth"}
+        self.ids = None  # set per frame
+
+    def predict(self, rgb: np.ndarray):
+        from ..panoptic import PanopticResult, segments_from_ids, semantic_from_ids
+
+        if self.ids is None or self.ids.shape != rgb.shape[:2]:
+            raise ValueError("no ground-truth panoptic ids of this image's size and stamp in the bag")
+        ids = self.ids.astype(np.int32)
+        return PanopticResult(ids, semantic_from_ids(ids, self.taxonomy), segments_from_ids(ids, self.taxonomy))
+
+
 def write_pipeline_bag(bag: Path, pipeline, out_bag: Path, image_topic: str = "/camera/image_raw",
                        camera_info_topic: str = "/camera/camera_info", outputs=None,
-                       node_name: str = "panoptic_node", frames: int | None = None) -> dict:
+                       node_name: str = "panoptic_node", frames: int | None = None,
+                       grid_eval=None, truth_labels: TruthLabels | None = None) -> dict:
     """Run the node's :class:`~panoptic_ros.ros.pipeline.FramePipeline` over every image of ``bag`` and write
     its outputs to a new bag ``out_bag`` on the node's topics (``/<node_name>/<output>``), each with the
     input's header stamp as log time. CameraInfo is taken as the node takes it: the latest one before the image.
+    The camera pose comes from the bag's ``/tf_static`` and ``/tf`` (``grid.frame_id`` <- the image's optical
+    frame at its stamp) through the node's built-in :class:`~panoptic_ros.tf_buffer.TransformBuffer`, as the node
+    takes it from TF; a frame without it gets the pipeline's parameter pose (said once on stderr).
 
-    Returns ``{"frames": n, "bad_input": n, "processing_ms": [per frame], "stamps": [input stamps]}``.
+    ``grid_eval`` (a :class:`~panoptic_ros.evaluation.grid.GridEvaluation`) gets every frame's grid against the
+    bag's bird's-eye truth (``/ground_truth/grid``, same stamp). ``truth_labels``: the pipeline's predictor is a
+    :class:`TruthLabels`, fed the bag's ``/ground_truth/panoptic`` of each frame.
+
+    Returns ``{"frames": n, "bad_input": n, "processing_ms": [per frame], "stamps": [input stamps],
+    "pose_from_tf": n}``.
     """
     from rclpy.serialization import deserialize_message, serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from ..data.bag import bag_topics, read_raw
+    from ..data.bag import GRID_TOPIC, PANOPTIC_TOPIC, TF_STATIC_TOPIC, bag_topics, read_raw
+    from ..ros.camera_pose import BufferCameraPose, CameraPoseUnavailable
+    from ..ros.tf_listener import add_tf_message
+    from ..tf_buffer import TransformBuffer
+    from ..ros.image_conversion import image_to_numpy
     from ..ros.pipeline import OUTPUTS, BadImage, stamp_ns
     from ..ros.record import panoptic_typestore
     from ..ros.replay import message_class
 
     outputs = tuple(outputs or OUTPUTS)
+    if grid_eval is not None and "grid" not in outputs:
+        outputs = outputs + ("grid",)
     if Path(out_bag).exists():
         raise FileExistsError(f"{out_bag} exists; --write-bag writes a new bag")
     topics = bag_topics(bag)
     if image_topic not in topics:
         raise ValueError(f"{bag} has no topic {image_topic}; it has {sorted(topics)}")
-    classes = {image_topic: message_class(topics[image_topic].msgtype)}
-    if camera_info_topic in topics:
-        classes[camera_info_topic] = message_class(topics[camera_info_topic].msgtype)
+    wanted = [image_topic, camera_info_topic, TF_STATIC_TOPIC, TF_TOPIC]
+    if grid_eval is not None:
+        wanted.append(GRID_TOPIC)
+    if truth_labels is not None:
+        if PANOPTIC_TOPIC not in topics:
+            raise ValueError(f"{bag} has no {PANOPTIC_TOPIC}: no ground-truth labels to project")
+        wanted.append(PANOPTIC_TOPIC)
+    classes = {t: message_class(topics[t].msgtype) for t in wanted if t in topics}
     store = panoptic_typestore()
-    stats = {"frames": 0, "bad_input": 0, "processing_ms": [], "stamps": []}
+    stats = {"frames": 0, "bad_input": 0, "processing_ms": [], "stamps": [], "pose_from_tf": 0}
     warned = set()
+    tf = TransformBuffer(cache_s=60.0)
+    poses = BufferCameraPose(tf, pipeline.grid.frame_id, camera_frame=pipeline.camera_frame)
     info = None
+    group: dict = {}  # the messages of one stamp: a frame's image, truth and labels share their header stamp
+
+    def say(key: str, text: str) -> None:
+        if key not in warned:
+            warned.add(key)
+            print(f"panoptic-eval: {text}", file=sys.stderr)
+
+    def run_frame(writer, conns, parts: dict) -> None:
+        msg = parts.get(image_topic)
+        if msg is None:
+            return
+        t = stamp_ns(msg.header.stamp)
+        if truth_labels is not None:
+            m = parts.get(PANOPTIC_TOPIC)
+            truth_labels.ids = None if m is None else image_to_numpy(m)
+        try:
+            pose = poses.pose_for(msg.header.frame_id, msg.header.stamp)
+            stats["pose_from_tf"] += 1
+        except CameraPoseUnavailable as exc:
+            pose = None
+            say("no_tf", f"{exc}: the grid uses the camera.* parameters")
+        try:
+            out = pipeline.process(msg, info, outputs, pose)
+        except BadImage as exc:
+            stats["bad_input"] += 1
+            print(f"panoptic-eval: frame {t} ns: {exc}", file=sys.stderr)
+            return
+        for level, key, text in out.events:
+            if level == "error" or (level == "warning" and key not in warned):
+                warned.add(key)
+                print(f"panoptic-eval: frame {t} ns: {text}", file=sys.stderr)
+        stats["processing_ms"].append(out.processing_ms)
+        stats["stamps"].append(t)
+        for name, built in out.messages.items():
+            writer.write(conns[name], t, serialize_message(built))
+        truth = parts.get(GRID_TOPIC)
+        if grid_eval is not None and truth is not None and "grid" in out.messages:
+            used = pose or pipeline.camera_pose
+            grid_eval.add(f"{stats['frames'] - 1:06d}_{t}", np.asarray(out.messages["grid"].data, np.int8),
+                          np.asarray(truth.data, np.int8), pipeline.grid, (used.x, used.y))
+
     with Writer(out_bag, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {name: writer.add_connection(f"/{node_name}/{name}", OUTPUT_TYPES[name], typestore=store)
                  for name in outputs}
         total = sum(topics[t].count for t in classes)
+        group_stamp = None
         for raw in tqdm(read_raw(bag, classes), total=total, desc="pipeline", unit="msg"):
             msg = deserialize_message(raw.data, classes[raw.topic])
-            if raw.topic != image_topic:
+            if raw.topic == TF_TOPIC:
+                add_tf_message(tf, msg, static=False)
+                continue
+            if raw.topic == TF_STATIC_TOPIC:
+                if image_topic in group:  # a transform recorded after an image is not that image's: run it first
+                    run_frame(writer, conns, group)
+                    group, group_stamp = {}, None
+                    if frames is not None and stats["frames"] >= frames:
+                        break
+                add_tf_message(tf, msg, static=True)
+                continue
+            t = stamp_ns(msg.header.stamp)
+            if t != group_stamp:  # a new frame begins: the previous one is complete
+                run_frame(writer, conns, group)
+                group, group_stamp = {}, t
+                if frames is not None and stats["frames"] >= frames:
+                    break
+            if raw.topic == camera_info_topic:
                 info = msg
                 continue
-            if frames is not None and stats["frames"] >= frames:
-                break
-            stats["frames"] += 1
-            t = stamp_ns(msg.header.stamp)
-            try:
-                out = pipeline.process(msg, info, outputs)
-            except BadImage as exc:
-                stats["bad_input"] += 1
-                print(f"panoptic-eval: frame {t} ns: {exc}", file=sys.stderr)
-                continue
-            for level, key, text in out.events:
-                if level == "error" or (level == "warning" and key not in warned):
-                    warned.add(key)
-                    print(f"panoptic-eval: frame {t} ns: {text}", file=sys.stderr)
-            stats["processing_ms"].append(out.processing_ms)
-            stats["stamps"].append(t)
-            for name, built in out.messages.items():
-                writer.write(conns[name], t, serialize_message(built))
+            if raw.topic == image_topic:
+                stats["frames"] += 1
+            group[raw.topic] = msg
+        else:
+            run_frame(writer, conns, group)
     return stats
 
 
@@ -362,15 +463,46 @@ def _live_markdown(live: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bag_pipeline(args) -> int:
-    """``panoptic-eval bag --write-bag``: the node's pipeline over the bag, outputs to a bag, then the report."""
+def _grid_layout(bag: Path) -> dict:
+    """Node parameters that lay the grid out like the bag's bird's-eye truth (cells compare one to one), or {}
+    when the bag has none."""
+    from ..data.bag import GRID_TOPIC, bag_topics, read_raw, typestore
+
+    if GRID_TOPIC not in bag_topics(bag):
+        return {}
+    raw = next(read_raw(bag, [GRID_TOPIC]))
+    g = typestore().deserialize_cdr(raw.data, raw.msgtype)
+    res, o = float(g.info.resolution), g.info.origin.position
+    return {"grid.resolution": res, "grid.x_min": float(o.x), "grid.x_max": float(o.x + g.info.width * res),
+            "grid.y_min": float(o.y), "grid.y_max": float(o.y + g.info.height * res),
+            "output_frame": g.header.frame_id}
+
+
+def _pipeline_for(args, predictor):
+    """The node's pipeline with ``--params-file``, its grid laid out like the bag's truth (if any)."""
     from ..ros.pipeline import FramePipeline
 
+    layout = _grid_layout(args.bag)
+    config = node_config_from_file(args.params_file, **layout)
+    return FramePipeline.from_config(predictor, config, args.camera_info_topic), bool(layout)
+
+
+def _grid_pass(args, pipeline, out_bag: Path, outputs, truth_labels=None):
+    """The pipeline over the bag into ``out_bag``, with grid metrics when the bag has bird's-eye truth."""
+    from .grid import GridEvaluation
+
+    grid_eval = GridEvaluation()
+    stats = write_pipeline_bag(args.bag, pipeline, out_bag, args.image_topic, args.camera_info_topic,
+                               outputs=outputs, frames=args.frames, grid_eval=grid_eval, truth_labels=truth_labels)
+    print(f"camera pose from the bag's /tf_static in {stats['pose_from_tf']} of {stats['frames']} frames")
+    return stats, (grid_eval if grid_eval.frames else None)
+
+
+def run_bag_pipeline(args) -> int:
+    """``panoptic-eval bag --write-bag``: the node's pipeline over the bag, outputs to a bag, then the report."""
     predictor = _predictor(args)
-    config = node_config_from_file(args.params_file)
-    pipeline = FramePipeline.from_config(predictor, config, args.camera_info_topic)
-    stats = write_pipeline_bag(args.bag, pipeline, args.write_bag, args.image_topic, args.camera_info_topic,
-                               frames=args.frames)
+    pipeline, _ = _pipeline_for(args, predictor)
+    stats, grid_eval = _grid_pass(args, pipeline, args.write_bag, None)
     print(f"wrote {len(stats['stamps'])} frames of outputs to {args.write_bag} "
           f"({stats['bad_input']} frames with bad input)")
     evaluate_recorded(args.bag, args.write_bag, args.out, f"panoptic_node pipeline ({Path(args.model).name}) on bag "
@@ -378,7 +510,44 @@ def run_bag_pipeline(args) -> int:
                       latencies_ms=stats["processing_ms"], latency_name="pipeline processing (decode to messages)",
                       extra={"model": str(args.model), "output_bag": str(args.write_bag),
                              **_settings(predictor, args)}, frames=args.frames)
+    _report_grid(grid_eval, args.out)
     return 0
+
+
+def run_bag_truth_labels(args) -> int:
+    """``panoptic-eval bag --labels truth``: the node's pipeline on the bag's ground-truth labels; grid metrics."""
+    import json
+    import tempfile
+
+    from ..data.bag import read_bag
+    from ..taxonomy import Taxonomy
+
+    first = next(read_bag(args.bag, image_topic=args.image_topic), None)
+    taxonomy = (first.taxonomy() if first is not None else None) or Taxonomy.cityscapes()
+    labels = TruthLabels(taxonomy)
+    pipeline, has_grid = _pipeline_for(args, labels)
+    if not has_grid:
+        raise ValueError(f"{args.bag} has no bird's-eye truth (/ground_truth/grid): nothing to score "
+                         "ground-truth labels against")
+    with tempfile.TemporaryDirectory() as tmp:
+        out_bag = args.write_bag or Path(tmp) / "outputs"
+        stats, grid_eval = _grid_pass(args, pipeline, out_bag, ("grid",), labels)
+    if grid_eval is None:
+        raise ValueError(f"no frame of {args.bag} had both a grid and bird's-eye truth")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps({"labels": "ground truth", "bag": str(args.bag),
+                                                      "frames": stats["frames"]}, indent=2))
+    (args.out / "report.md").write_text(f"# panoptic_node pipeline on the ground-truth labels of bag {args.bag}\n\n"
+                                        "The grid's own error: projection and footprints, no network.\n")
+    _report_grid(grid_eval, args.out)
+    return 0
+
+
+def _report_grid(grid_eval, out: Path) -> None:
+    if grid_eval is None:
+        return
+    grid_eval.add_to_report(out)
+    print(grid_eval.summary())
 
 
 def run_bag_predictions(args) -> int:

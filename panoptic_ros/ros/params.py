@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..bev import DEFAULT_FREE_CLASSES, DEFAULT_OBSTACLE_CLASSES
+from ..bev import DEFAULT_FOOTPRINT_DEPTHS, DEFAULT_FREE_CLASSES, DEFAULT_OBSTACLE_CLASSES
 from ..geometry import GridSpec, Pose
 
 BACKENDS = ("auto", "tensorrt", "cuda", "cpu", "onnxruntime")
@@ -35,7 +35,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "Inference backend; auto tries tensorrt, cuda, onnxruntime, cpu in that order.",
               choices=BACKENDS),
     ParamSpec("threads", 0, "CPU threads for inference; 0 = the library default.", range=(0, 256)),
-    ParamSpec("input_size", [0, 0], "Network input [height, width] in pixels; [0, 0] = the checkpoint's size.",
+    ParamSpec("input_size", [0, 0], "Network input [height, width] in pixels, every image resized to it; [0, 0] = "
+              "each image's own aspect ratio at the checkpoint's pixel budget (sides multiples of 32; 640x480 "
+              "images run at 320x224 with the shipped 384x192 model). Each input size builds its backend once.",
               constraints="two integers, both 0 or both positive multiples of 32"),
     ParamSpec("score_threshold", -1.0, "Detections below this score are dropped before the panoptic head; "
               "-1 = the model's value chosen on validation data (the paper's 0.4 if it has none).",
@@ -83,6 +85,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Category names whose ground cells are free (occupancy 0)."),
     ParamSpec("obstacle_classes", list(DEFAULT_OBSTACLE_CLASSES),
               "Stuff category names that occupy the cells where they meet the ground (things always do)."),
+    ParamSpec("ego_mask", "", "PNG of the vehicle's own body as the camera sees it (non-zero = body; the image's "
+              "size, else resized with nearest neighbour); those pixels are void (id 0) in every output and never "
+              "make a grid cell free or occupied. Empty = no mask."),
+    *(ParamSpec(f"footprint_depth.{name.replace(' ', '_')}", depth,
+                f"How far a {name} reaches behind its ground contact along the camera ray, metres (occupied where "
+                f"the camera sees it); 0 = the contact cell only.", range=(0.0, 100.0))
+      for name, depth in DEFAULT_FOOTPRINT_DEPTHS.items()),
     ParamSpec("input_qos", "sensor_data",
               "QoS of the image subscriptions: sensor_data (best effort, depth 1) or reliable (depth 1).",
               choices=INPUT_QOS),
@@ -127,6 +136,8 @@ class NodeConfig:
     tf_buffer_s: float = 10.0
     max_consecutive_failures: int = 0
     head_stride: int = 1
+    ego_mask: str = ""
+    footprint_depths: tuple[tuple[str, float], ...] = tuple(DEFAULT_FOOTPRINT_DEPTHS.items())  # (class, metres)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "NodeConfig":
@@ -158,8 +169,11 @@ class NodeConfig:
             free_classes=tuple(v["free_classes"]), obstacle_classes=tuple(v["obstacle_classes"]),
             input_qos=str(v["input_qos"]), image_transport=str(v["image_transport"]),
             diagnostics_period=float(v["diagnostics_period"]), camera_pose_source=str(v["camera_pose_source"]),
-            tf_timeout=float(v["tf_timeout"]), tf_buffer_s=float(v["tf_buffer_s"]), max_consecutive_failures=int(v["max_consecutive_failures"]),
-            head_stride=int(v["head_stride"]))
+            tf_timeout=float(v["tf_timeout"]), tf_buffer_s=float(v["tf_buffer_s"]),
+            max_consecutive_failures=int(v["max_consecutive_failures"]),
+            head_stride=int(v["head_stride"]), ego_mask=str(v["ego_mask"]),
+            footprint_depths=tuple((name, float(v[f"footprint_depth.{name.replace(' ', '_')}"]))
+                                   for name in DEFAULT_FOOTPRINT_DEPTHS))
 
 
 def _check(spec: ParamSpec, value: Any) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
+import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage
 
 from ..bev import GroundProjector
+from ..ego_mask import apply_ego_mask, load_ego_mask, mask_at
 from ..geometry import CameraModel, GridSpec, Pose
 from ..panoptic import PanopticResult
 from . import messages
@@ -60,11 +62,15 @@ class FramePipeline:
         camera_frame: frame_id of the image outputs; empty = the input image's frame_id.
         free_classes, obstacle_classes, max_range: passed to :class:`~panoptic_ros.bev.GroundProjector`.
         camera_info_topic: named in the warning about a missing CameraInfo.
+        footprint_depth: class name -> metres (:class:`~panoptic_ros.bev.GroundProjector`); names the model
+            does not have are ignored; None = the projector's defaults.
+        ego_mask: (H, W) bool, True = the vehicle's body: void in every output (resized to other image sizes).
     """
 
     def __init__(self, predictor, camera_pose: Pose, grid: GridSpec, camera_frame: str = "",
                  free_classes: Iterable[str] | None = None, obstacle_classes: Iterable[str] | None = None,
-                 max_range: float | None = None, camera_info_topic: str = "camera_info"):
+                 max_range: float | None = None, camera_info_topic: str = "camera_info",
+                 footprint_depth: Mapping[str, float] | None = None, ego_mask: np.ndarray | None = None):
         self.predictor = predictor
         self.taxonomy = predictor.taxonomy
         self.camera_pose = camera_pose
@@ -78,6 +84,10 @@ class FramePipeline:
         if unknown:
             raise ValueError(f"free_classes / obstacle_classes name {unknown}, not classes of the model "
                              f"({', '.join(self.taxonomy.names())})")
+        if footprint_depth is not None:
+            self.projector_options["footprint_depth"] = {n: float(d) for n, d in footprint_depth.items()
+                                                         if n in self.taxonomy.by_name}
+        self.ego_mask = None if ego_mask is None else np.asarray(ego_mask, dtype=bool)
         self.camera_info_topic = camera_info_topic
         self._projector: GroundProjector | None = None
         self._projector_key = None
@@ -85,8 +95,9 @@ class FramePipeline:
     @classmethod
     def from_config(cls, predictor, config, camera_info_topic: str = "camera_info") -> "FramePipeline":
         """The pipeline of a node running with ``config`` (a :class:`~panoptic_ros.ros.params.NodeConfig`)."""
+        mask = load_ego_mask(config.ego_mask) if config.ego_mask else None
         return cls(predictor, config.camera_pose, config.grid, config.camera_frame, config.free_classes,
-                   config.obstacle_classes, config.max_range, camera_info_topic)
+                   config.obstacle_classes, config.max_range, camera_info_topic, dict(config.footprint_depths), mask)
 
     def process(self, image_msg, camera_info: CameraInfo | None, wanted: Iterable[str],
                 camera_pose: Pose | None = None) -> FrameOutput:
@@ -108,6 +119,12 @@ class FramePipeline:
             raise BadImage(f"cannot read image: {exc}") from None
         t_decoded = time.perf_counter()
         result = self.predictor.predict(rgb)
+        if self.ego_mask is not None:
+            if self.ego_mask.shape != rgb.shape[:2]:
+                out.events.append(("warning", "ego_mask_size", f"ego_mask is {self.ego_mask.shape[1]}x"
+                                   f"{self.ego_mask.shape[0]}, the images {rgb.shape[1]}x{rgb.shape[0]}: resized "
+                                   "with nearest neighbour"))
+            result = apply_ego_mask(result, mask_at(self.ego_mask, *rgb.shape[:2]), self.taxonomy)
         out.result = result
         t_predicted = time.perf_counter()
 

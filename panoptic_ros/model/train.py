@@ -30,7 +30,7 @@ from .network import PanopticNet
 from .targets import IMAGENET_MEAN, IMAGENET_STD, PanopticDataset, collate
 
 DEFAULTS = {
-    "data": {"format": "coco", "train": None, "val": None, "train_split": "train", "val_split": "val",
+    "data": {"format": "auto", "train": None, "val": None, "train_split": None, "val_split": None,
              "val_images": 50},
     "input": {"height": 256, "width": 512, "scale_range": [0.75, 1.25], "flip": True},
     "model": {"backbone": "resnet50", "fpn_channels": 256, "head_channels": 128},
@@ -58,20 +58,11 @@ def load_config(path: str | Path | None) -> dict:
     return merge(load_config(Path(path).parent / base) if base else DEFAULTS, cfg)
 
 
-def open_reader(fmt: str, root: str, split: str):
-    """A data-set reader (len, [i] -> Sample, .taxonomy)."""
-    if fmt == "coco":
-        from ..data.coco import CocoPanopticReader
+def open_reader(fmt: str, root: str, split: str | None, default_split: str = "train"):
+    """A data-set reader (len, [i] -> Sample, .taxonomy): see :func:`panoptic_ros.data.datasets.open_dataset`."""
+    from ..data.datasets import open_dataset
 
-        root = Path(root)
-        if not (root / "annotations.json").is_file():
-            raise ValueError(f"{root} is not a COCO-panoptic folder: no annotations.json")
-        return CocoPanopticReader(root / "annotations.json", root / "panoptic", root / "images")
-    if fmt == "cityscapes":
-        from ..data.cityscapes import CityscapesPanopticReader
-
-        return CityscapesPanopticReader(root, split)
-    raise ValueError(f"data.format must be 'coco' or 'cityscapes', got {fmt!r}")
+    return open_dataset(root, split, fmt, default_split=default_split)
 
 
 def lr_lambda(step: int, optim: dict, total_steps: int) -> float:
@@ -159,9 +150,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="panoptic-train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="training YAML (see config/train_*.yaml)")
-    p.add_argument("--data", help="training data: COCO-panoptic folder (annotations.json, panoptic/, images/) "
-                                  "or Cityscapes root; overrides data.train")
-    p.add_argument("--val-data", help="validation data (same format); overrides data.val")
+    p.add_argument("--data", help="training data: a COCO root (annotations/panoptic_<split>.json, "
+                                  "annotations/panoptic_<split>/, <split>/), a Cityscapes root (gtFine/, "
+                                  "leftImg8bit/) or a panoptic-world folder (annotations.json, panoptic/, images/); "
+                                  "overrides data.train")
+    p.add_argument("--split", help="training split of a COCO or Cityscapes root (e.g. train2017, train); "
+                                   "overrides data.train_split (default: the root's split starting with 'train')")
+    p.add_argument("--val-data", help="validation data; overrides data.val (default for a COCO or Cityscapes "
+                                      "root: the training root, with --val-split)")
+    p.add_argument("--val-split", help="validation split (e.g. val2017, val); overrides data.val_split")
+    p.add_argument("--format", choices=("auto", "coco", "cityscapes"),
+                   help="data layout; overrides data.format (default auto: detected from the files)")
     p.add_argument("--out", help="output folder; overrides out")
     p.add_argument("--resume", help="checkpoint with training state (OUT/last.pt) to continue from")
     p.add_argument("--init", help="start from these weights (a checkpoint whose weights fit this network) with a fresh "
@@ -197,10 +196,37 @@ def init_from_weights(model: torch.nn.Module, path) -> None:
     model.load_state_dict(payload["state_dict"])
 
 
+def one_line(exc: BaseException) -> str:
+    """An error as one line; a data-loader worker's re-raised error keeps only its own last line."""
+    text = str(exc.code if isinstance(exc, SystemExit) else exc).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1]
+    text = " ".join(text.split())
+    return text[len("panoptic-train: "):] if text.startswith("panoptic-train: ") else text
+
+
 def main(argv=None) -> int:
+    """The command line: every problem with the inputs (config, data, weights) is one line and exit 2."""
+    from ..data.datasets import DataError
+    from .checkpoint import CheckpointError
+
     args = parse_args(argv)
+    try:
+        return run(args)
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        print(f"panoptic-train: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, ValueError, FileNotFoundError, IsADirectoryError, yaml.YAMLError) as exc:
+        print(f"panoptic-train: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     for key, value in (("data", {"train": args.data}), ("data", {"val": args.val_data}),
+                       ("data", {"train_split": args.split, "val_split": args.val_split, "format": args.format}),
                        ("train", {"steps": args.steps}), ("train", {"batch_size": args.batch_size}),
                        ("train", {"workers": args.workers})):
         cfg[key].update({k: v for k, v in value.items() if v is not None})
@@ -232,15 +258,20 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
     tcfg, ocfg, icfg, dcfg = cfg["train"], cfg["optim"], cfg["input"], cfg["data"]
     torch.manual_seed(int(tcfg["seed"]) + rank)
     out = Path(cfg["out"])
-    reader = open_reader(dcfg["format"], dcfg["train"], dcfg["train_split"])
+    reader = open_reader(dcfg["format"], dcfg["train"], dcfg["train_split"], "train")
     taxonomy = reader.taxonomy
     val_reader = None
+    if not dcfg.get("val") and dcfg.get("val_split"):
+        from ..data.datasets import detect_layout
+
+        if detect_layout(Path(dcfg["train"])) != "folder":
+            dcfg["val"] = dcfg["train"]  # a COCO / Cityscapes root holds its validation split too
     if dcfg.get("val") and not args.no_val and int(tcfg["val_every"]) > 0:
         # Fail now, not after an hour of training, if validation was asked for but cannot run.
         from ..evaluation.pq import PQAccumulator  # noqa: F401
         from ..predictor import Predictor  # noqa: F401
 
-        val_reader = open_reader(dcfg["format"], dcfg["val"], dcfg["val_split"])
+        val_reader = open_reader(dcfg["format"], dcfg["val"], dcfg["val_split"], "val")
         if val_reader.taxonomy != taxonomy:
             raise SystemExit("panoptic-train: validation and training data have different categories")
     input_size = (int(icfg["height"]), int(icfg["width"]))

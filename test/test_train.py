@@ -83,9 +83,10 @@ def test_shipped_configs_build():
 
     for name in ("train_synthetic.yaml", "train_synthetic_stage2.yaml", "train_synthetic_stage3.yaml",
                  "train_synthetic_stage4.yaml",
-                 "train_resnet50.yaml"):
+                 "train_resnet50.yaml", "train_cityscapes_r50.yaml", "train_coco_r50.yaml"):
         cfg = train.load_config(ROOT / "config" / name)
-        model = PanopticNet.from_config(cfg["model"], taxonomy=Taxonomy.cityscapes())
+        network = {k: v for k, v in cfg["model"].items() if k != "backbone_weights"}
+        model = PanopticNet.from_config(network, taxonomy=Taxonomy.cityscapes())
         assert model.config["backbone"] == cfg["model"]["backbone"]
         train.lr_lambda(10, cfg["optim"], cfg["train"]["steps"])
 

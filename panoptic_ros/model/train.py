@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from .checkpoint import build_metadata, read_checkpoint, save_checkpoint
 from .network import PanopticNet
+from .pretrained import load_backbone_weights
 from .targets import IMAGENET_MEAN, IMAGENET_STD, PanopticDataset, collate
 
 DEFAULTS = {
@@ -88,12 +89,14 @@ def make_optimizer(model: torch.nn.Module, optim: dict) -> torch.optim.Optimizer
     if optim["name"] == "adamw":
         decay, no_decay = [], []
         for name, p in model.named_parameters():
-            (no_decay if p.ndim <= 1 else decay).append(p)
+            if p.requires_grad:  # frozen trunk stages (model.freeze_at) are not optimised
+                (no_decay if p.ndim <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": float(optim["weight_decay"])},
                   {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=float(optim["lr"]), betas=tuple(optim["betas"]))
     if optim["name"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=float(optim["lr"]), betas=tuple(optim["betas"]),
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=float(optim["lr"]),
+                                betas=tuple(optim["betas"]),
                                 weight_decay=float(optim["weight_decay"]))
     raise ValueError(f"optim.name must be adamw or adam, got {optim['name']!r}")
 
@@ -279,7 +282,15 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
     dataset = PanopticDataset(reader, taxonomy, input_size, augment=True, scale_range=tuple(icfg["scale_range"]),
                               flip=bool(icfg["flip"]), **normalization)
 
-    model = PanopticNet.from_config(cfg["model"], taxonomy=taxonomy).to(device)
+    network_cfg = {k: v for k, v in cfg["model"].items() if k != "backbone_weights"}
+    model = PanopticNet.from_config(network_cfg, taxonomy=taxonomy)
+    if cfg["model"].get("backbone_weights") and not (args.resume or args.init):
+        loaded = load_backbone_weights(model.backbone, cfg["model"]["backbone_weights"])
+        if rank == 0:
+            print(f"panoptic-train: loaded {loaded} tensors from {cfg['model']['backbone_weights']} into the "
+                  f"{model.backbone.name} trunk (norm {model.backbone.norm}, freeze_at "
+                  f"{model.config['freeze_at']})", file=sys.stderr)
+    model = model.to(device)
     optimizer = make_optimizer(model, ocfg)
     total_steps = int(tcfg["steps"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_lambda(s, ocfg, total_steps))

@@ -38,6 +38,7 @@ from visualization_msgs.msg import MarkerArray
 from . import resources
 from .ros import messages
 from .ros.camera_pose import CameraPoseUnavailable, ParameterCameraPose, TfCameraPose, choose_source
+from .ros.log_bridge import forward_to_ros
 from .ros.pipeline import OUTPUTS, BadImage, FramePipeline
 from .ros.params import PARAMETERS, NodeConfig, help_text
 from .ros.shutdown import EXIT_FATAL, EXIT_SIGNAL, ShutdownSignals
@@ -201,6 +202,7 @@ class PanopticNode(Node):
                                  "checkpoint's input size only; set input_size to [0, 0]")
             kwargs["input_size"] = cfg.input_size
         self.get_logger().info(f"loading model {path} (backend {cfg.backend})")
+        forward_to_ros(self.get_logger())  # e.g. a first-run ONNX build: "building ...", "still building ..."
         t0 = time.perf_counter()
         predictor = Predictor.from_checkpoint(path, **kwargs)
         h, w = predictor.input_size

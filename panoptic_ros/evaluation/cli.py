@@ -12,6 +12,7 @@ Prints panopticapi's table and writes DIR/report.json, report.md, per_class_pq.p
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -130,8 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_runtime_log() -> None:
+    """The runtime's INFO lines (a first-run ONNX build says so and how long it takes) on stderr."""
+    runtime = logging.getLogger("panoptic_ros.runtime")
+    if not any(getattr(h, "_panoptic_eval", False) for h in runtime.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("panoptic-eval: %(message)s"))
+        handler._panoptic_eval = True
+        runtime.addHandler(handler)
+        runtime.setLevel(logging.INFO)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    show_runtime_log()
     try:
         if args.command == "bag":
             if (args.predictions is None) == (args.model is None):

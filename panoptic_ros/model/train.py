@@ -3,8 +3,9 @@
     panoptic-train --config config/train_synthetic.yaml --data data/train --val-data data/val --out runs/r18
 
 Single process, or DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on CUDA; rank 0 logs and
-saves). Writes ``OUT/last.pt`` (with optimizer state, for ``--resume``), ``OUT/step_<N>.pt`` (weights), ``OUT/best.pt``
-(best validation PQ), ``OUT/model.pt`` (final weights only) and ``OUT/log.jsonl``.
+saves). Writes ``OUT/last.pt`` (weights + optimizer state, for ``--resume``; rewritten every ``ckpt_every`` steps),
+``OUT/best.pt`` (weights only, best validation PQ), ``OUT/model.pt`` (final weights only) and ``OUT/log.jsonl``;
+weights-only ``OUT/step_<N>.pt`` snapshots only with ``--snapshots`` (``train.snapshots``).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ DEFAULTS = {
     "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999], "schedule": "cosine",
               "warmup_steps": 500, "min_lr_ratio": 0.01, "poly_power": 0.9, "grad_clip": 10.0},
     "train": {"steps": 10000, "batch_size": 8, "workers": 2, "amp": True, "log_every": 20,
-              "val_every": 1000, "ckpt_every": 1000, "seed": 0, "score_threshold": 0.4},
+              "val_every": 1000, "ckpt_every": 1000, "snapshots": False, "seed": 0, "score_threshold": 0.4},
     "out": "runs/panoptic",
 }
 
@@ -174,6 +175,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="per-process batch size; overrides train.batch_size")
     p.add_argument("--workers", type=int, help="data-loader worker processes; overrides train.workers")
     p.add_argument("--no-val", action="store_true", help="skip periodic validation")
+    p.add_argument("--snapshots", action="store_true", default=None,
+                   help="also keep OUT/step_<N>.pt (weights) at every train.ckpt_every; sets train.snapshots")
     return p.parse_args(argv)
 
 
@@ -231,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     for key, value in (("data", {"train": args.data}), ("data", {"val": args.val_data}),
                        ("data", {"train_split": args.split, "val_split": args.val_split, "format": args.format}),
                        ("train", {"steps": args.steps}), ("train", {"batch_size": args.batch_size}),
-                       ("train", {"workers": args.workers})):
+                       ("train", {"workers": args.workers}), ("train", {"snapshots": args.snapshots})):
         cfg[key].update({k: v for k, v in value.items() if v is not None})
     cfg["out"] = args.out or cfg["out"]
     if args.init:
@@ -384,7 +387,8 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
                 if distributed:
                     dist.barrier()
             if is_main and (step % int(tcfg["ckpt_every"]) == 0 or step == total_steps):
-                save_checkpoint(out / f"step_{step}.pt", model, metadata(step))  # weights only
+                if tcfg.get("snapshots"):
+                    save_checkpoint(out / f"step_{step}.pt", model, metadata(step))  # weights only
                 save_checkpoint(out / "last.pt", model, metadata(step), training_state(step))
     except KeyboardInterrupt:
         # Keep the finished steps: --resume OUT/last.pt continues from here.

@@ -66,11 +66,13 @@ def test_train_then_evaluate_a_distributed_root(setup, kind, train_split, val_sp
     assert proc.returncode == 0, proc.stderr
     assert "loaded 100 tensors from" in proc.stderr and "norm frozen_bn" in proc.stderr
     assert sorted(p.name for p in out.glob("*.pt")) == ["last.pt", "model.pt"]
-    cache = base / f"cache_{kind}"
+    # COCO with onnxruntime and an empty cache (the slow first run must say so); Cityscapes on the cpu backend.
+    backend = "onnxruntime" if kind == "coco" else "cpu"
     proc = run("panoptic_ros.evaluation.cli", "model", out / "model.pt", data, "--split", val_split,
-               "--backend", "onnxruntime", "--out", base / f"report_{kind}", cache=cache)
+               "--backend", backend, "--out", base / f"report_{kind}", cache=base / f"cache_{kind}")
     assert proc.returncode == 0, proc.stderr
-    assert "building ONNX model" in proc.stderr and "first run" in proc.stderr  # the slow first run says so
+    if backend == "onnxruntime":
+        assert "building ONNX model" in proc.stderr and "first run" in proc.stderr
     assert "PQ" in proc.stdout and (base / f"report_{kind}" / "report.md").is_file()
 
 

@@ -30,6 +30,8 @@ def forward_to_ros(ros_logger, name: str = "panoptic_ros.runtime") -> RosLogHand
     """Send INFO and above of logger ``name`` (and its children) to ``ros_logger``; returns the handler."""
     handler = RosLogHandler(ros_logger)
     logger = logging.getLogger(name)
+    for old in [h for h in logger.handlers if isinstance(h, RosLogHandler)]:
+        logger.removeHandler(old)  # one node per process at a time: the newest one's logger
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     return handler

@@ -91,6 +91,10 @@ def test_errors_are_one_line(setup):
     one_line_error(run("panoptic_ros.evaluation.cli", "model", ckpt, base / "nowhere"), "nowhere does not exist")
     one_line_error(run("panoptic_ros.evaluation.cli", "model", ckpt, setup["cityscapes"], "--split", "tset"),
                    "cityscapes_panoptic_tset.json", "test, train, val")
+    # a model of other classes is refused before its backend is built (no 20-30 s ONNX build first)
+    one_line_error(run("panoptic_ros.evaluation.cli", "model", ckpt, setup["coco"], "--split", "val2017",
+                       cache=base / "unused_cache"), "133 categories", "model's 19")
+    assert not (base / "unused_cache").exists()
     onnx = base / "model.onnx"
     onnx.write_bytes(b"\x08\x07")
     one_line_error(run("panoptic_ros.evaluation.cli", "model", onnx, setup["cityscapes"]), "is an ONNX file")

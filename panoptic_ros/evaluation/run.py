@@ -91,13 +91,19 @@ def _predictor(args):
 def run_model(args) -> int:
     """``panoptic-eval model``: the predictor over a COCO-panoptic or Cityscapes-panoptic folder."""
     from ..data.datasets import open_dataset
+    from ..model.checkpoint import CheckpointError, read_checkpoint
+    from ..taxonomy import Taxonomy
 
     reader = open_dataset(args.data, args.split, args.format, default_split="val")
-    predictor = _predictor(args)
-    if reader.taxonomy != predictor.taxonomy:
-        ours, theirs = reader.taxonomy.names(), predictor.taxonomy.names()
+    try:  # the class lists are compared before the backend is built (a first ONNX build takes 20-30 s)
+        model_taxonomy = Taxonomy.from_dict(read_checkpoint(args.model)["metadata"]["taxonomy"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {args.model} has no valid taxonomy: {exc}") from exc
+    if reader.taxonomy != model_taxonomy:
+        ours, theirs = reader.taxonomy.names(), model_taxonomy.names()
         raise ValueError(f"{reader.json_path}: its {len(ours)} categories ({', '.join(ours[:4])}, ...) are not the "
                          f"model's {len(theirs)} ({', '.join(theirs[:4])}, ...)")
+    predictor = _predictor(args)
     n = len(reader) if args.frames is None else min(args.frames, len(reader))
     samples = (reader[i] for i in range(n))
     evaluate_predictor(predictor, samples, args.out, f"{Path(args.model).name} on {args.data}", args.worst,

@@ -28,3 +28,33 @@ def test_first_build_is_announced_with_progress(tmp_path, caplog, monkeypatch):
     with caplog.at_level(logging.INFO, logger="panoptic_ros.runtime"):
         cache.fetch_or_build("onnx", {"m": 1}, {}, "x.onnx", build, lambda p: p.read_text(), what="ONNX model")
     assert not any("building" in r.getMessage() for r in caplog.records)  # cached: nothing to announce
+
+
+def test_the_node_forwards_runtime_log_lines_to_its_ros_logger():
+    from panoptic_ros.ros.log_bridge import forward_to_ros
+
+    class FakeRosLogger:
+        def __init__(self):
+            self.lines = []
+
+        def info(self, text):
+            self.lines.append(("info", text))
+
+        def warning(self, text):
+            self.lines.append(("warning", text))
+
+        def error(self, text):
+            self.lines.append(("error", text))
+
+    first, second = FakeRosLogger(), FakeRosLogger()
+    forward_to_ros(first)
+    handler = forward_to_ros(second)  # a second node in the process replaces the first's handler
+    try:
+        log = logging.getLogger("panoptic_ros.runtime.cache")
+        log.info("building ONNX model: first run")
+        log.warning("cache entry stale")
+        log.debug("not shown")
+    finally:
+        logging.getLogger("panoptic_ros.runtime").removeHandler(handler)
+    assert first.lines == []
+    assert second.lines == [("info", "building ONNX model: first run"), ("warning", "cache entry stale")]

@@ -22,12 +22,16 @@ setup(
         (f"share/{PACKAGE}/models", [f for f in glob("models/*") if os.path.isfile(f)]),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
     ],
+    # ROS client libraries and messages (rclpy, *_msgs, rcl_interfaces, ...) come from the ROS install
+    # (package.xml) or from PyPI's ros-* wheels (requirements.txt), not from here.
     install_requires=["numpy", "opencv-python-headless", "torch", "torchvision", "rosbags", "tqdm",
-                      "matplotlib", "PyYAML"],
+                      "matplotlib", "PyYAML", "pycocotools", "Pillow"],
     extras_require={
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
+        # The PQ evaluator's fast paths; each falls back to OpenCV / json without it.
+        "fast": ["numba", "orjson", "zlib-ng"],
         # GPU machines only: TensorRT's libraries come from NVIDIA's index.
-        "tensorrt": ["torch-tensorrt"],
+        "tensorrt": ["torch-tensorrt", "tensorrt", "nvidia-modelopt"],
         "test": ["pytest", "pytest-timeout", "hypothesis", "panopticapi-lite", "cityscapesscripts", "hotcoco"],
     },
     entry_points={

@@ -7,6 +7,7 @@
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (Fast DDS) in the environment of the camera driver and of this node.
 """
 import os
+import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
@@ -15,7 +16,10 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from panoptic_ros.ros.rviz_config import write_rviz_config
+
 PACKAGE = "panoptic_ros"
+NODE_NAME = "panoptic_node"
 
 
 def _nodes(context):
@@ -30,18 +34,22 @@ def _nodes(context):
     node = Node(
         package=PACKAGE,
         executable="panoptic_node",
-        name="panoptic_node",
+        name=NODE_NAME,
         namespace=value("namespace"),
         output="screen",
         emulate_tty=True,
         parameters=[value("params_file"), overrides],  # the file, then the launch arguments on top
         remappings=[("image", value("image")), ("camera_info", value("camera_info"))],
     )
+    # RViz shows the topics this launch really uses (namespace, image remap), not the file's defaults.
+    rviz_file = write_rviz_config(os.path.join(share, "config", "panoptic.rviz"),
+                                  os.path.join(tempfile.mkdtemp(prefix="panoptic_rviz_"), "panoptic.rviz"),
+                                  namespace=value("namespace"), node_name=NODE_NAME, image=value("image"))
     rviz = Node(
         package="rviz2",
         executable="rviz2",
         name="rviz2",
-        arguments=["-d", os.path.join(share, "config", "panoptic.rviz")],
+        arguments=["-d", str(rviz_file)],
         parameters=[{"use_sim_time": use_sim_time}],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )

@@ -28,6 +28,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -37,6 +38,7 @@ from . import resources
 from .ros import messages
 from .ros.camera_pose import (BufferCameraPose, CameraPoseUnavailable, ParameterCameraPose, TfCameraPose,
                                choose_source)
+from .ros.log_bridge import forward_to_ros
 from .ros.pipeline import OUTPUTS, BadImage, FramePipeline
 from .ros.params import PARAMETERS, NodeConfig, help_text
 from .ros.shutdown import EXIT_FATAL, EXIT_SIGNAL, ShutdownSignals
@@ -133,6 +135,12 @@ class PanopticNode(Node):
                                      event_callbacks=self._subscription_events(self.image_topic))
         self.camera_info_topic = self.resolve_topic_name("camera_info")
         self.pipeline = FramePipeline.from_config(self.predictor, cfg, self.camera_info_topic)
+        if not self.pipeline.free_classes:
+            self._warn_once("free_classes", "none of the model's classes is free ground (no Cityscapes or "
+                            "COCO-panoptic name; see free_classes): every grid cell will be unknown")
+        else:
+            self.get_logger().info(f"grid: free {', '.join(self.pipeline.free_classes)}; obstacles: things, "
+                                   f"{', '.join(self.pipeline.obstacle_classes) or 'no stuff'}")
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos,
                                  event_callbacks=self._subscription_events(self.camera_info_topic))
 
@@ -160,7 +168,10 @@ class PanopticNode(Node):
             elif spec.range is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
                 descriptor.integer_range = [IntegerRange(
                     from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
-            values[spec.name] = self.declare_parameter(spec.name, spec.default, descriptor).value
+            # An empty list default would be declared as a byte array; declare the type, unset = the default.
+            default = Parameter.Type.STRING_ARRAY if spec.item_type is str and not spec.default else spec.default
+            value = self.declare_parameter(spec.name, default, descriptor).value
+            values[spec.name] = spec.default if value is None else value
         return NodeConfig.from_values({k: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
                                        for k, v in values.items()})
 
@@ -197,6 +208,7 @@ class PanopticNode(Node):
             kwargs["threads"] = cfg.threads
         kwargs["input_size"] = cfg.input_size  # None: each image's aspect ratio at the checkpoint's pixel budget
         self.get_logger().info(f"loading model {path} (backend {cfg.backend})")
+        forward_to_ros(self.get_logger())  # e.g. a first-run ONNX build: "building ...", "still building ..."
         t0 = time.perf_counter()
         predictor = Predictor.from_checkpoint(path, **kwargs)
         h, w = cfg.input_size or predictor.input_size

@@ -49,6 +49,11 @@ _CITYSCAPES = [
     (32, "motorcycle", (0, 0, 230), True),
     (33, "bicycle", (119, 11, 32), True),
 ]
+# cityscapesscripts' label.category of each, which createPanopticImgs writes as the supercategory.
+_CITYSCAPES_GROUPS = {
+    7: "flat", 8: "flat", 11: "construction", 12: "construction", 13: "construction", 17: "object", 19: "object",
+    20: "object", 21: "nature", 22: "nature", 23: "sky", 24: "human", 25: "human", 26: "vehicle", 27: "vehicle",
+    28: "vehicle", 31: "vehicle", 32: "vehicle", 33: "vehicle"}
 
 
 class Taxonomy:
@@ -85,13 +90,27 @@ class Taxonomy:
         return cls([Category(i, t, n, c, th) for t, (i, n, c, th) in enumerate(_CITYSCAPES)], "cityscapes")
 
     @classmethod
+    def coco_panoptic(cls) -> "Taxonomy":
+        """COCO-panoptic's 133 categories with their ids (1..200) and panopticapi's colours."""
+        from .coco_categories import coco_panoptic_categories
+
+        return cls.from_coco_categories(coco_panoptic_categories(with_color=True), "coco_panoptic")
+
+    @classmethod
     def from_coco_categories(cls, categories: Iterable[dict], name: str = "coco") -> "Taxonomy":
-        """From a COCO-panoptic ``categories`` list (``id``, ``name``, ``isthing``, optional ``color``)."""
+        """From a COCO-panoptic ``categories`` list (``id``, ``name``, ``isthing``, optional ``color``).
+
+        COCO's own ``panoptic_{split}.json`` has no colours: its categories get panopticapi's.
+        """
+        from .coco_categories import COCO_COLORS
+
         cats = sorted(categories, key=lambda c: c["id"])
         rng = np.random.default_rng(0)  # stable made-up colours for categories that bring none
         out = []
         for t, c in enumerate(cats):
-            color = tuple(int(v) for v in c.get("color", rng.integers(0, 256, 3)))
+            made_up = rng.integers(0, 256, 3)
+            color = c.get("color") or COCO_COLORS.get((int(c["id"]), str(c["name"])), made_up)
+            color = tuple(int(v) for v in color)
             out.append(Category(int(c["id"]), t, str(c["name"]), color, bool(c["isthing"])))
         return cls(out, name)
 
@@ -111,8 +130,17 @@ class Taxonomy:
         return {"name": self.name, "categories": [asdict(c) for c in self.categories]}
 
     def to_coco_categories(self) -> list[dict]:
+        """COCO-panoptic ``categories``; the supercategory is Cityscapes' or COCO's for their categories."""
+        from .coco_categories import COCO_SUPERCATEGORIES
+
+        cityscapes = {(i, n): _CITYSCAPES_GROUPS[i] for i, n, _, _ in _CITYSCAPES}
+
+        def group(c: Category) -> str:
+            return (COCO_SUPERCATEGORIES.get((c.id, c.name)) or cityscapes.get((c.id, c.name))
+                    or ("thing" if c.is_thing else "stuff"))
+
         return [{"id": c.id, "name": c.name, "isthing": int(c.is_thing), "color": list(c.color),
-                 "supercategory": "thing" if c.is_thing else "stuff"} for c in self.categories]
+                 "supercategory": group(c)} for c in self.categories]
 
     # -- lookups --------------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -87,10 +87,10 @@ def test_missing_prediction_and_missing_folder_are_reported(dataset, tmp_path):
     short = tmp_path / "short.json"
     short.write_text(json.dumps(pred))
     code, _, err = run(["coco", str(dataset["gt_json"]), str(dataset["gt_dir"]), str(short), str(dataset["pred_dir"])])
-    assert code == 1 and "no prediction for the image" in err
+    assert code == 2 and "no prediction for the image" in err
     code, _, err = run(["coco", str(dataset["gt_json"]), str(tmp_path / "nope"), str(dataset["pred_json"]),
                         str(dataset["pred_dir"])])
-    assert code == 1 and "does not exist" in err
+    assert code == 2 and "does not exist" in err
 
 
 def test_prediction_png_id_missing_from_json_names_the_image(dataset, tmp_path):
@@ -99,4 +99,4 @@ def test_prediction_png_id_missing_from_json_names_the_image(dataset, tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps(pred))
     code, _, err = run(["coco", str(dataset["gt_json"]), str(dataset["gt_dir"]), str(broken), str(dataset["pred_dir"])])
-    assert code == 1 and "image '3'" in err and "not in its segments" in err
+    assert code == 2 and "image '3'" in err and "not in its segments" in err

@@ -87,4 +87,4 @@ def test_model_report_has_grid_metrics(bag, tmp_path):
     assert "pq" in json.dumps(data).lower() and data["grid"]["frames"] == 4
     for key in ("occupied_recall", "occupied_precision"):
         assert key in data["grid"]
-    assert eval_main(["bag", str(bag), "--labels", "truth", "--model", str(ckpt), "--out", str(report)]) == 1
+    assert eval_main(["bag", str(bag), "--labels", "truth", "--model", str(ckpt), "--out", str(report)]) == 2  # a usage error: one line, exit 2

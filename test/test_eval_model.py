@@ -61,5 +61,5 @@ def test_model_evaluation_refuses_another_class_list(setup, tmp_path, capsys):
 
     write_coco_panoptic(tmp_path / "data", [Sample(np.zeros((64, 128, 3), np.uint8), ids,
                                                    segments_from_ids(ids, other), "a")], other, progress=False)
-    assert main(["model", str(setup / "tiny.pt"), str(tmp_path / "data"), "--backend", "cpu"]) == 1
+    assert main(["model", str(setup / "tiny.pt"), str(tmp_path / "data"), "--backend", "cpu"]) == 2
     assert "not the model's" in capsys.readouterr().err

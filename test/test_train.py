@@ -39,8 +39,7 @@ def test_train_two_steps_then_resume(tiny_data, tmp_path):
     args = ["--config", str(tiny_data / "tiny.yaml"), "--data", str(tiny_data / "train"), "--out", str(out),
             "--device", "cpu"]
     assert train.main(args + ["--steps", "2", "--no-val"]) == 0
-    for name in ("last.pt", "model.pt", "step_1.pt", "step_2.pt"):
-        assert (out / name).is_file(), name
+    assert sorted(p.name for p in out.glob("*.pt")) == ["last.pt", "model.pt"]  # no snapshots unless asked
     model, meta = load_checkpoint(out / "model.pt", expected_taxonomy=Taxonomy.cityscapes())
     assert meta["step"] == 2 and meta["input_size"] == [64, 128] and meta["dataset_hash"]
     assert meta["network"]["backbone"] == "resnet18" and meta["training"]["train"]["batch_size"] == 2
@@ -50,7 +49,8 @@ def test_train_two_steps_then_resume(tiny_data, tmp_path):
     first = read_checkpoint(out / "last.pt")
     assert first["training_state"]["step"] == 2
 
-    assert train.main(args + ["--steps", "3", "--resume", str(out / "last.pt"), "--no-val"]) == 0
+    assert train.main(args + ["--steps", "3", "--resume", str(out / "last.pt"), "--no-val", "--snapshots"]) == 0
+    assert (out / "step_3.pt").is_file() and "training_state" not in read_checkpoint(out / "step_3.pt")
     resumed = read_checkpoint(out / "last.pt")
     assert resumed["training_state"]["step"] == 3 and resumed["metadata"]["step"] == 3
     # the optimizer continued: Adam's step count is 3, not 1
@@ -63,15 +63,19 @@ def test_train_two_steps_then_resume(tiny_data, tmp_path):
     assert changed
 
 
-def test_bad_inputs_fail_clearly(tiny_data, tmp_path):
-    with pytest.raises(ValueError, match="not a COCO-panoptic folder"):
-        train.main(["--config", str(tiny_data / "tiny.yaml"), "--data", str(tmp_path), "--out", str(tmp_path)])
+def test_bad_inputs_fail_clearly(tiny_data, tmp_path, capsys):
+    def one_line_error(argv) -> str:
+        assert train.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith("panoptic-train: ") and "Traceback" not in err
+        return err
+
+    err = one_line_error(["--config", str(tiny_data / "tiny.yaml"), "--data", str(tmp_path), "--out", str(tmp_path)])
+    assert "is not a panoptic data set" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text("optimiser: {lr: 1}\n")
-    with pytest.raises(ValueError, match="unknown config sections"):
-        train.main(["--config", str(bad), "--data", str(tiny_data / "train")])
-    with pytest.raises(SystemExit):
-        train.main(["--config", str(tiny_data / "tiny.yaml"), "--out", str(tmp_path / "x")])  # no data
+    assert "unknown config sections" in one_line_error(["--config", str(bad), "--data", str(tiny_data / "train")])
+    assert "no training data" in one_line_error(["--config", str(tiny_data / "tiny.yaml"), "--out", str(tmp_path / "x")])
 
 
 def test_shipped_configs_build():
@@ -79,14 +83,15 @@ def test_shipped_configs_build():
 
     for name in ("train_synthetic.yaml", "train_synthetic_stage2.yaml", "train_synthetic_stage3.yaml",
                  "train_synthetic_stage4.yaml",
-                 "train_resnet50.yaml"):
+                 "train_resnet50.yaml", "train_cityscapes_r50.yaml", "train_coco_r50.yaml"):
         cfg = train.load_config(ROOT / "config" / name)
-        model = PanopticNet.from_config(cfg["model"], taxonomy=Taxonomy.cityscapes())
+        network = {k: v for k, v in cfg["model"].items() if k != "backbone_weights"}
+        model = PanopticNet.from_config(network, taxonomy=Taxonomy.cityscapes())
         assert model.config["backbone"] == cfg["model"]["backbone"]
         train.lr_lambda(10, cfg["optim"], cfg["train"]["steps"])
 
 
-def test_second_stage_starts_from_weights_with_a_fresh_schedule(tiny_data, tmp_path):
+def test_second_stage_starts_from_weights_with_a_fresh_schedule(tiny_data, tmp_path, capsys):
     first = tmp_path / "first"
     common = ["--data", str(tiny_data / "train"), "--device", "cpu", "--no-val"]
     assert train.main(["--config", str(tiny_data / "tiny.yaml"), "--out", str(first), "--steps", "2", *common]) == 0
@@ -108,8 +113,9 @@ def test_second_stage_starts_from_weights_with_a_fresh_schedule(tiny_data, tmp_p
 
     other = tmp_path / "other.yaml"
     other.write_text(f"base: {tiny_data / 'tiny.yaml'}\nmodel: {{fpn_channels: 16}}\n")
-    with pytest.raises(SystemExit, match="holds network"):
-        train.main(["--config", str(other), "--out", str(tmp_path / "x"), "--init", str(first / "model.pt"), *common])
+    assert train.main(["--config", str(other), "--out", str(tmp_path / "x"), "--init", str(first / "model.pt"),
+                       *common]) == 2
+    assert "holds network" in capsys.readouterr().err
     # An extra detection level adds anchors, not weights (the RetinaNet head is shared across levels).
     more_levels = tmp_path / "levels.yaml"
     levels = read_checkpoint(first / "model.pt")["metadata"]["network"]["detection_levels"]
@@ -118,9 +124,9 @@ def test_second_stage_starts_from_weights_with_a_fresh_schedule(tiny_data, tmp_p
                        "--init", str(first / "model.pt"), *common]) == 0
     wider = read_checkpoint(tmp_path / "z" / "last.pt")
     assert wider["metadata"]["network"]["detection_levels"] == [levels[0] - 1, *levels]
-    with pytest.raises(SystemExit, match="give one"):
-        train.main(["--config", str(stage2), "--out", str(tmp_path / "y"), "--init", str(first / "model.pt"),
-                    "--resume", str(first / "last.pt"), *common])
+    assert train.main(["--config", str(stage2), "--out", str(tmp_path / "y"), "--init", str(first / "model.pt"),
+                       "--resume", str(first / "last.pt"), *common]) == 2
+    assert "give one" in capsys.readouterr().err
 
 
 def _validation_missing() -> str:

@@ -17,17 +17,8 @@ PY=$VENV/bin/python
 test -x "$PY" || { echo "build_msgs.sh: $PY not found: create the venv first" >&2; exit 1; }
 command -v cmake >/dev/null || { echo "build_msgs.sh: cmake not found (pip install cmake, or apt install cmake)" >&2; exit 1; }
 
-# The wheels' exported CMake files name the interpreter the wheels were built with
-# (/opt/python/cp311-cp311); point them at this venv's Python headers and numpy. Idempotent.
-PY_INCLUDE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-NUMPY_INCLUDE=$("$PY" -c 'import numpy; print(numpy.get_include())')
-WHEEL_PY_INCLUDE=/opt/python/cp311-cp311/include/python3.11
-WHEEL_NUMPY_INCLUDE=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
-mapfile -t STALE < <(grep -rlF --include='*.cmake' -e "$WHEEL_PY_INCLUDE" -e "$WHEEL_NUMPY_INCLUDE" "$VENV/share" || true)
-if ((${#STALE[@]})); then
-  sed -i -e "s#$WHEEL_NUMPY_INCLUDE#$NUMPY_INCLUDE#g" -e "s#$WHEEL_PY_INCLUDE#$PY_INCLUDE#g" "${STALE[@]}"
-  echo "build_msgs.sh: pointed ${#STALE[@]} CMake files of the ROS wheels at $PY_INCLUDE and $NUMPY_INCLUDE"
-fi
+# The wheels' exported CMake files name the wheel builder's interpreter: point them at this venv.
+bash "$ROOT/tools/fix_wheel_cmake_paths.sh" "$VENV"
 
 mkdir -p "$(dirname "$BUILD")"
 cmake -S "$ROOT" -B "$BUILD" \

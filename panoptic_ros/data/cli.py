@@ -4,6 +4,7 @@ Examples::
 
     panoptic-world generate --out data/train --frames 2000 --seed 1 --format coco
     panoptic-world generate --out data/cityscapes --frames 200 --seed 2 --format cityscapes --split val
+    panoptic-world generate --out data/coco --frames 200 --format coco --split val2017 --classes coco
     panoptic-world bag --out drive.mcap.d --frames 100 --fps 10 --seed 3 --storage mcap
     panoptic-world sheet --out sheet.png --frames 6 --seed 0
 """
@@ -54,15 +55,26 @@ def _world(args):
 def cmd_generate(args) -> int:
     world = _world(args)
     samples = (world.frame(i) for i in range(args.start, args.start + args.frames))
-    if args.format == "coco":
+    taxonomy = world.taxonomy
+    if args.classes == "coco":
+        from ..taxonomy import Taxonomy
+        from .relabel import relabel
+
+        taxonomy = Taxonomy.coco_panoptic()
+        samples = relabel(samples, world.taxonomy, taxonomy)
+    if args.format == "coco" and args.split:
+        from .coco import write_coco_root
+
+        path = write_coco_root(args.out, samples, taxonomy, split=args.split, progress=not args.quiet,
+                               total=args.frames, seed=args.seed)
+    elif args.format == "coco":
         from .coco import write_coco_panoptic
 
-        path = write_coco_panoptic(args.out, samples, world.taxonomy, progress=not args.quiet,
-                                   total=args.frames)
+        path = write_coco_panoptic(args.out, samples, taxonomy, progress=not args.quiet, total=args.frames)
     else:
         from .cityscapes import write_cityscapes_panoptic
 
-        path = write_cityscapes_panoptic(args.out, samples, world.taxonomy, split=args.split,
+        path = write_cityscapes_panoptic(args.out, samples, taxonomy, split=args.split or "val",
                                          progress=not args.quiet, total=args.frames)
     print(f"wrote {args.frames} frames ({args.format}) -> {path}")
     return 0
@@ -123,8 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="write a COCO- or Cityscapes-panoptic data set of random scenes",
                        description="Render independent random scenes into a panoptic data set.")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--format", choices=["coco", "cityscapes"], default="coco", help="data set layout")
-    p.add_argument("--split", default="val", help="Cityscapes split name (cityscapes format only)")
+    p.add_argument("--format", choices=["coco", "cityscapes"], default="coco",
+                   help="coco: without --split a panoptic-world folder (annotations.json, panoptic/, images/), with "
+                        "--split a COCO root as distributed (annotations/panoptic_SPLIT.json, "
+                        "annotations/panoptic_SPLIT/, SPLIT/*.jpg); cityscapes: a Cityscapes root (gtFine/, "
+                        "leftImg8bit/) as cityscapesscripts' csCreatePanopticImgs leaves it")
+    p.add_argument("--split", default=None, help="split name (COCO: e.g. val2017; Cityscapes: default val)")
+    p.add_argument("--classes", choices=["cityscapes", "coco"], default="cityscapes",
+                   help="class list: the world's Cityscapes classes, or relabelled to COCO-panoptic's 133 "
+                        "(see panoptic_ros/data/relabel.py)")
     common(p, 100)
     p.set_defaults(func=cmd_generate)
 

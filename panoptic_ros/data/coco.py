@@ -204,19 +204,24 @@ class PanopticJsonReader:
         self.json_path = Path(json_path)
         data = json.loads(self.json_path.read_text())
         for key in ("images", "annotations", "categories"):
-            if key not in data:
-                raise ValueError(f"{self.json_path} is not a COCO-panoptic file: no {key!r}")
+            if not isinstance(data, dict) or not isinstance(data.get(key), list):
+                raise ValueError(f"{self.json_path} is not a COCO-panoptic file: no {key!r} list")
         self.png_dir = Path(png_dir)
         if not self.png_dir.is_dir():
             raise FileNotFoundError(f"panoptic PNG folder {self.png_dir} does not exist")
         name = taxonomy_name or data.get("info", {}).get("taxonomy") or self.json_path.stem
-        self.taxonomy = Taxonomy.from_coco_categories(data["categories"], name)
+        try:
+            self.taxonomy = Taxonomy.from_coco_categories(data["categories"], name)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{self.json_path}: unusable categories ({type(exc).__name__}: {exc})") from exc
         self.categories = data["categories"]
         self.images = {img["id"]: img for img in data["images"]}
         self.annotations = data["annotations"]
         for ann in self.annotations:
+            if not isinstance(ann, dict) or "image_id" not in ann:
+                raise ValueError(f"{self.json_path}: an annotation has no image_id")
             if ann["image_id"] not in self.images:
-                raise ValueError(f"{self.json_path}: annotation {ann['file_name']} has unknown image_id "
+                raise ValueError(f"{self.json_path}: annotation {ann.get('file_name')} has unknown image_id "
                                  f"{ann['image_id']!r}")
         self._hash: dict[bool, str] = {}
 
@@ -239,7 +244,10 @@ class PanopticJsonReader:
         image = read_rgb_png(self.image_path(image_info))
         if image.shape[:2] != raw.shape:
             raise ValueError(f"{png}: panoptic {raw.shape} and image {image.shape[:2]} differ in size")
-        mapping = convention_ids(ann["segments_info"], self.taxonomy)
+        try:
+            mapping = convention_ids(ann["segments_info"], self.taxonomy)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{self.json_path}: segments_info of {ann['file_name']}: {exc}") from exc
         ids = remap_ids(raw, mapping, str(png))
         crowd = [mapping[int(s["id"])] for s in ann["segments_info"] if s.get("iscrowd", 0)]
         segments = segments_from_ids(ids, self.taxonomy, crowd_ids=crowd)
@@ -286,3 +294,56 @@ class CocoPanopticReader(PanopticJsonReader):
 
     def image_path(self, image: dict) -> Path:
         return self.image_dir / image["file_name"]
+
+
+# -- COCO as distributed ---------------------------------------------------------------------------------------
+def write_coco_root(root: str | Path, samples: Iterable[Sample], taxonomy: Taxonomy, split: str = "val2017",
+                    progress: bool = True, total: int | None = None, seed: int = 0) -> Path:
+    """Write ``samples`` the way COCO distributes its panoptic annotations; returns the JSON path::
+
+        ROOT/annotations/panoptic_{split}.json      info, licenses, images, annotations, categories (no colours)
+        ROOT/annotations/panoptic_{split}/{id:012d}.png
+        ROOT/{split}/{id:012d}.jpg                  JPEG images, as COCO ships them
+
+    Segment ids are random 24-bit colours, as panopticapi's converters make them (not our ``category * 1000 + k``),
+    so readers must go through ``segments_info``.
+    """
+    root = Path(root)
+    if not re.match(r"^[A-Za-z0-9_]+$", split):
+        raise ValueError(f"split {split!r} must be letters, digits and _")
+    png_dir, image_dir = root / "annotations" / f"panoptic_{split}", root / split
+    png_dir.mkdir(parents=True, exist_ok=True)
+    image_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    cats = {c["id"]: c for c in taxonomy.to_coco_categories()}
+    images, annotations = [], []
+    for index, (name, sample) in enumerate(tqdm(sample_names(samples), desc="coco-panoptic", unit="img",
+                                                total=total, disable=not progress)):
+        image_id = index + 1
+        segments = checked_segments(sample, taxonomy, f"sample {name!r}")
+        new_ids: dict[int, int] = {}
+        while len(set(new_ids.values())) < len(segments):
+            new_ids = {s.id: int(v) for s, v in zip(segments, rng.integers(1, MAX_SEGMENT_ID, len(segments)))}
+        uniq, inverse = np.unique(sample.panoptic, return_inverse=True)
+        coco_ids = np.array([new_ids.get(int(u), VOID_ID) for u in uniq], np.int64)[inverse]
+        h, w = sample.panoptic.shape
+        stem = f"{image_id:012d}"
+        if not cv2.imwrite(str(image_dir / f"{stem}.jpg"), np.ascontiguousarray(sample.image[..., ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise OSError(f"could not write {image_dir / f'{stem}.jpg'}")
+        write_rgb_png(png_dir / f"{stem}.png", ids_to_rgb(coco_ids.reshape(h, w)))
+        images.append({"license": 1, "file_name": f"{stem}.jpg", "coco_url": "", "height": h, "width": w,
+                       "date_captured": "", "flickr_url": "", "id": image_id})
+        infos = []
+        for s in segments:
+            info = s.to_coco()
+            info["id"] = new_ids[s.id]
+            infos.append(info)
+        annotations.append({"segments_info": infos, "file_name": f"{stem}.png", "image_id": image_id})
+    json_path = root / "annotations" / f"panoptic_{split}.json"
+    categories = [{"supercategory": c["supercategory"], "isthing": c["isthing"], "id": c["id"], "name": c["name"]}
+                  for c in cats.values()]
+    write_json_atomic(json_path, {"info": {"description": f"panoptic_ros synthetic world, {split}"},
+                                  "licenses": [{"url": "", "id": 1, "name": "synthetic"}],
+                                  "images": images, "annotations": annotations, "categories": categories})
+    return json_path

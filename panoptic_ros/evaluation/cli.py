@@ -2,7 +2,7 @@
 
     panoptic-eval coco GT_JSON GT_DIR PRED_JSON PRED_DIR --out DIR        # panopticapi's four inputs
     panoptic-eval cityscapes GT_JSON GT_DIR PRED_JSON PRED_DIR --out DIR  # Cityscapes panoptic (labelIds)
-    panoptic-eval model CKPT DATA_DIR --out DIR                           # predictor over a data-set folder
+    panoptic-eval model CKPT DATA_ROOT --split val2017 --out DIR          # predictor over a COCO / Cityscapes root
     panoptic-eval bag BAG --model CKPT --out DIR                          # predictor over a rosbag2
     panoptic-eval bag BAG --model CKPT --out DIR --write-bag OUT_BAG      # the node's pipeline, outputs to a bag
     panoptic-eval bag BAG --predictions REC_BAG --out DIR                 # recorded node outputs (live replay)
@@ -18,6 +18,7 @@ Prints panopticapi's table and writes DIR/report.json, report.md, per_class_pq.p
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -126,17 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
     model = subs.add_parser("model", help="run the predictor over a COCO- or Cityscapes-panoptic folder",
                             description="Runs a checkpoint over every frame of a data-set folder and writes the "
                                         "report with latencies (how the model card's figures are made).")
-    model.add_argument("model", type=Path, help="checkpoint of the network")
-    model.add_argument("data", type=Path, help="data-set folder (COCO: annotations.json, panoptic/, images/)")
-    model.add_argument("--format", choices=("coco", "cityscapes"), default="coco")
-    model.add_argument("--split", default="val", help="Cityscapes split")
+    model.add_argument("model", type=Path, help="checkpoint of the network (.pt from panoptic-train)")
+    model.add_argument("data", type=Path, help="a COCO root (annotations/panoptic_<split>.json, "
+                                               "annotations/panoptic_<split>/, <split>/), a Cityscapes root "
+                                               "(gtFine/, leftImg8bit/) or a panoptic-world folder "
+                                               "(annotations.json, panoptic/, images/)")
+    model.add_argument("--format", choices=("auto", "coco", "cityscapes"), default="auto",
+                       help="data layout (default: detected from the files)")
+    model.add_argument("--split", default=None,
+                       help="split of a COCO or Cityscapes root (default: the one starting with 'val')")
     model.add_argument("--out", type=Path, default=None, help="report folder (default: print only)")
     add_predictor_args(model)
     return parser
 
 
+def show_runtime_log() -> None:
+    """The runtime's INFO lines (a first-run ONNX build says so and how long it takes) on stderr."""
+    runtime = logging.getLogger("panoptic_ros.runtime")
+    if not any(getattr(h, "_panoptic_eval", False) for h in runtime.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("panoptic-eval: %(message)s"))
+        handler._panoptic_eval = True
+        runtime.addHandler(handler)
+        runtime.setLevel(logging.INFO)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    show_runtime_log()
     try:
         if args.command == "bag":
             if args.labels == "truth":
@@ -162,9 +180,9 @@ def main(argv=None) -> int:
         title = ("Cityscapes panoptic evaluation" if args.command == "cityscapes" else "COCO panoptic evaluation")
         evaluate_and_report(folders, args.out, title, args.workers, args.worst, args.images,
                             per_class_table=args.command == "cityscapes")
-    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:
-        print(f"panoptic-eval: {err}", file=sys.stderr)
-        return 1
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError) as err:  # incl. DataError, CheckpointError
+        print(f"panoptic-eval: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,6 +1,6 @@
 """Run a Predictor over ground-truth frames (a data-set folder or a rosbag2) and write the evaluation report.
 
-    panoptic-eval model CKPT DATA_DIR [--format coco|cityscapes] --out DIR
+    panoptic-eval model CKPT DATA_ROOT [--split SPLIT] [--format auto|coco|cityscapes] --out DIR
     panoptic-eval bag BAG --model CKPT --out DIR
     panoptic-eval bag BAG --model CKPT --out DIR --write-bag OUT_BAG   # the node's pipeline; outputs to a bag
     panoptic-eval bag BAG --predictions REC_BAG --out DIR              # outputs recorded from a live replay
@@ -91,18 +91,20 @@ def _predictor(args):
 
 def run_model(args) -> int:
     """``panoptic-eval model``: the predictor over a COCO-panoptic or Cityscapes-panoptic folder."""
-    if args.format == "coco":
-        from ..data.coco import CocoPanopticReader
+    from ..data.datasets import open_dataset
+    from ..model.checkpoint import CheckpointError, read_checkpoint
+    from ..taxonomy import Taxonomy
 
-        reader = CocoPanopticReader(Path(args.data) / "annotations.json")
-    else:
-        from ..data.cityscapes import CityscapesPanopticReader
-
-        reader = CityscapesPanopticReader(args.data, args.split)
+    reader = open_dataset(args.data, args.split, args.format, default_split="val")
+    try:  # the class lists are compared before the backend is built (a first ONNX build takes 20-30 s)
+        model_taxonomy = Taxonomy.from_dict(read_checkpoint(args.model)["metadata"]["taxonomy"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {args.model} has no valid taxonomy: {exc}") from exc
+    if reader.taxonomy != model_taxonomy:
+        ours, theirs = reader.taxonomy.names(), model_taxonomy.names()
+        raise ValueError(f"{reader.json_path}: its {len(ours)} categories ({', '.join(ours[:4])}, ...) are not the "
+                         f"model's {len(theirs)} ({', '.join(theirs[:4])}, ...)")
     predictor = _predictor(args)
-    if reader.taxonomy != predictor.taxonomy:
-        raise ValueError(f"the data set's categories ({reader.taxonomy.names()}) are not the model's "
-                         f"({predictor.taxonomy.names()})")
     n = len(reader) if args.frames is None else min(args.frames, len(reader))
     samples = (reader[i] for i in range(n))
     evaluate_predictor(predictor, samples, args.out, f"{Path(args.model).name} on {args.data}", args.worst,

@@ -1,17 +1,28 @@
-"""Backbones with a feature pyramid: ResNet-18/50 and MobileNetV3-Large (torchvision, no pretrained weights)
-with torchvision's FeaturePyramidNetwork giving p2..p7."""
+"""Backbones with a feature pyramid: ResNet-18/34/50/101 and MobileNetV3-Large (torchvision) with torchvision's
+FeaturePyramidNetwork giving p2..p7.
+
+The ResNet trunk's normalisation is ``gn`` (GroupNorm: training from scratch at small batch), ``bn`` (BatchNorm)
+or ``frozen_bn`` (torchvision's FrozenBatchNorm2d: ImageNet statistics kept fixed, as torchvision's and
+detectron2's detectors fine-tune). ImageNet weights come from a local torchvision file (:mod:`.pretrained`).
+"""
 from __future__ import annotations
 
 from collections import OrderedDict
 
 import torch
 from torch import nn
-from torchvision.models import mobilenet_v3_large, resnet18, resnet50
+from torchvision.models import mobilenet_v3_large, resnet18, resnet34, resnet50, resnet101
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+from torchvision.ops.misc import FrozenBatchNorm2d
 
-BACKBONES = ("resnet18", "resnet50", "mobilenet_v3_large")
+RESNETS = {"resnet18": (resnet18, 1), "resnet34": (resnet34, 1), "resnet50": (resnet50, 4),
+           "resnet101": (resnet101, 4)}  # constructor, block expansion
+BACKBONES = (*RESNETS, "mobilenet_v3_large")
+NORMS = ("gn", "bn", "frozen_bn")
+# freeze_at k freezes the first k of these (detectron2's FREEZE_AT: 1 = stem, 2 = stem + layer1, ...).
+STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
 PYRAMID_LEVELS = (2, 3, 4, 5, 6, 7)
 
 
@@ -54,28 +65,42 @@ class BackboneFPN(nn.Module):
     Args:
         name: one of :data:`BACKBONES`.
         fpn_channels: width of every pyramid level (e.g. 64, 128, 256).
+        norm: the ResNet trunk's normalisation, one of :data:`NORMS` (the FPN keeps GroupNorm: it starts
+            from scratch either way).
+        freeze_at: how many of the trunk's stages (stem, layer1..layer4) get no gradient (0 = none).
     """
 
-    def __init__(self, name: str = "resnet50", fpn_channels: int = 256):
+    def __init__(self, name: str = "resnet50", fpn_channels: int = 256, norm: str = "gn", freeze_at: int = 0):
         super().__init__()
         if name not in BACKBONES:
             raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
         if fpn_channels < 8 or fpn_channels % 8:
             raise ValueError(f"fpn_channels must be a positive multiple of 8, got {fpn_channels}")
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
+        if not 0 <= int(freeze_at) <= len(STAGES):
+            raise ValueError(f"freeze_at must be 0..{len(STAGES)} (stem, layer1..layer4), got {freeze_at}")
         if name == "mobilenet_v3_large":
+            if norm != "gn" or freeze_at:
+                raise ValueError("mobilenet_v3_large supports norm gn and freeze_at 0 only")
             self.body = MobileNetV3Features()
             in_channels = list(MobileNetV3Features.CHANNELS)
         else:
-            trunk = (resnet18 if name == "resnet18" else resnet50)(weights=None, norm_layer=group_norm)
+            build, expansion = RESNETS[name]
+            norm_layer = {"gn": group_norm, "bn": nn.BatchNorm2d, "frozen_bn": FrozenBatchNorm2d}[norm]
+            trunk = build(weights=None, norm_layer=norm_layer)
             self.body = IntermediateLayerGetter(
                 trunk, return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"})
-            expansion = 1 if name == "resnet18" else 4
             in_channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
+            for stage in STAGES[: int(freeze_at)]:
+                for module_name in stage:
+                    getattr(self.body, module_name).requires_grad_(False)
         # p6/p7 from p5 (in == out channels), as torchvision's RetinaNet v1.
         self.fpn = FeaturePyramidNetwork(in_channels, fpn_channels,
                                          extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels),
                                          norm_layer=group_norm)
         self.name = name
+        self.norm = norm
         self.out_channels = fpn_channels
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -52,10 +52,18 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path} is an ONNX file; give the checkpoint (.pt) it was exported from: the ONNX "
+                              "model is built from it and cached")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / corrupt / non-torch files
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a torch file: {first}") from exc
+    if isinstance(payload, dict) and payload and all(torch.is_tensor(v) for v in payload.values()) and \
+            any(k.startswith(("conv1.", "layer1.", "fc.")) for k in payload):
+        raise CheckpointError(f"{path} is a torchvision backbone state_dict, not a {FORMAT} checkpoint: give it as "
+                              "model.backbone_weights in the training config")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
     return payload

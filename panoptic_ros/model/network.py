@@ -23,8 +23,10 @@ class PanopticNet(nn.Module):
     Args:
         num_classes: C, semantic classes (stuff and things), i.e. train ids 0..C-1.
         thing_train_ids: train ids of the thing classes, in detection-logit order.
-        backbone: ``resnet18``, ``resnet50`` or ``mobilenet_v3_large``.
+        backbone: ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101`` or ``mobilenet_v3_large``.
         fpn_channels: FPN width.
+        norm: the trunk's normalisation, ``gn`` (default), ``bn`` or ``frozen_bn`` (see :class:`BackboneFPN`).
+        freeze_at: trunk stages without gradient (0 = none, 1 = stem, 2 = stem + layer1, ...).
         head_channels: width of the semantic / center branch conv blocks.
         detection_levels: pyramid levels of the RetinaNet branch.
         anchor_scale, box_loss, fg_iou_thresh, bg_iou_thresh, topk_candidates, nms_thresh: see
@@ -33,7 +35,7 @@ class PanopticNet(nn.Module):
     """
 
     def __init__(self, num_classes: int, thing_train_ids: Sequence[int], backbone: str = "resnet50",
-                 fpn_channels: int = 256, head_channels: int = 128,
+                 fpn_channels: int = 256, head_channels: int = 128, norm: str = "gn", freeze_at: int = 0,
                  detection_levels: Sequence[int] = (3, 4, 5, 6, 7), anchor_scale: float = 4.0,
                  box_loss: str = "l1", fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.4,
                  topk_candidates: int = 1000, nms_thresh: float = 0.5,
@@ -49,7 +51,7 @@ class PanopticNet(nn.Module):
         self.num_classes = num_classes
         self.thing_train_ids = thing_train_ids
         self.loss_weights = {"detection": float(lambda_o), "semantic": float(lambda_s), "center": float(lambda_i)}
-        self.backbone = BackboneFPN(backbone, fpn_channels)
+        self.backbone = BackboneFPN(backbone, fpn_channels, norm=norm, freeze_at=freeze_at)
         self.semantic_branch = SemanticBranch(fpn_channels, num_classes, head_channels)
         self.center_branch = CenterBranch(fpn_channels, head_channels)
         self.detection_branch = DetectionBranch(

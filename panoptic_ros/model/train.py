@@ -3,8 +3,9 @@
     panoptic-train --config config/train_synthetic.yaml --data data/train --val-data data/val --out runs/r18
 
 Single process, or DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on CUDA; rank 0 logs and
-saves). Writes ``OUT/last.pt`` (with optimizer state, for ``--resume``), ``OUT/step_<N>.pt`` (weights), ``OUT/best.pt``
-(best validation PQ), ``OUT/model.pt`` (final weights only) and ``OUT/log.jsonl``.
+saves). Writes ``OUT/last.pt`` (weights + optimizer state, for ``--resume``; rewritten every ``ckpt_every`` steps),
+``OUT/best.pt`` (weights only, best validation PQ), ``OUT/model.pt`` (final weights only) and ``OUT/log.jsonl``;
+weights-only ``OUT/step_<N>.pt`` snapshots only with ``--snapshots`` (``train.snapshots``).
 """
 from __future__ import annotations
 
@@ -27,17 +28,18 @@ from tqdm import tqdm
 
 from .checkpoint import build_metadata, read_checkpoint, save_checkpoint
 from .network import PanopticNet
+from .pretrained import load_backbone_weights
 from .targets import IMAGENET_MEAN, IMAGENET_STD, PanopticDataset, collate
 
 DEFAULTS = {
-    "data": {"format": "coco", "train": None, "val": None, "train_split": "train", "val_split": "val",
+    "data": {"format": "auto", "train": None, "val": None, "train_split": None, "val_split": None,
              "val_images": 50},
     "input": {"height": 256, "width": 512, "scale_range": [0.75, 1.25], "flip": True},
     "model": {"backbone": "resnet50", "fpn_channels": 256, "head_channels": 128},
     "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999], "schedule": "cosine",
               "warmup_steps": 500, "min_lr_ratio": 0.01, "poly_power": 0.9, "grad_clip": 10.0},
     "train": {"steps": 10000, "batch_size": 8, "workers": 2, "amp": True, "log_every": 20,
-              "val_every": 1000, "ckpt_every": 1000, "seed": 0, "score_threshold": 0.4},
+              "val_every": 1000, "ckpt_every": 1000, "snapshots": False, "seed": 0, "score_threshold": 0.4},
     "out": "runs/panoptic",
 }
 
@@ -58,20 +60,11 @@ def load_config(path: str | Path | None) -> dict:
     return merge(load_config(Path(path).parent / base) if base else DEFAULTS, cfg)
 
 
-def open_reader(fmt: str, root: str, split: str):
-    """A data-set reader (len, [i] -> Sample, .taxonomy)."""
-    if fmt == "coco":
-        from ..data.coco import CocoPanopticReader
+def open_reader(fmt: str, root: str, split: str | None, default_split: str = "train"):
+    """A data-set reader (len, [i] -> Sample, .taxonomy): see :func:`panoptic_ros.data.datasets.open_dataset`."""
+    from ..data.datasets import open_dataset
 
-        root = Path(root)
-        if not (root / "annotations.json").is_file():
-            raise ValueError(f"{root} is not a COCO-panoptic folder: no annotations.json")
-        return CocoPanopticReader(root / "annotations.json", root / "panoptic", root / "images")
-    if fmt == "cityscapes":
-        from ..data.cityscapes import CityscapesPanopticReader
-
-        return CityscapesPanopticReader(root, split)
-    raise ValueError(f"data.format must be 'coco' or 'cityscapes', got {fmt!r}")
+    return open_dataset(root, split, fmt, default_split=default_split)
 
 
 def lr_lambda(step: int, optim: dict, total_steps: int) -> float:
@@ -97,12 +90,14 @@ def make_optimizer(model: torch.nn.Module, optim: dict) -> torch.optim.Optimizer
     if optim["name"] == "adamw":
         decay, no_decay = [], []
         for name, p in model.named_parameters():
-            (no_decay if p.ndim <= 1 else decay).append(p)
+            if p.requires_grad:  # frozen trunk stages (model.freeze_at) are not optimised
+                (no_decay if p.ndim <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": float(optim["weight_decay"])},
                   {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=float(optim["lr"]), betas=tuple(optim["betas"]))
     if optim["name"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=float(optim["lr"]), betas=tuple(optim["betas"]),
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=float(optim["lr"]),
+                                betas=tuple(optim["betas"]),
                                 weight_decay=float(optim["weight_decay"]))
     raise ValueError(f"optim.name must be adamw or adam, got {optim['name']!r}")
 
@@ -159,9 +154,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="panoptic-train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="training YAML (see config/train_*.yaml)")
-    p.add_argument("--data", help="training data: COCO-panoptic folder (annotations.json, panoptic/, images/) "
-                                  "or Cityscapes root; overrides data.train")
-    p.add_argument("--val-data", help="validation data (same format); overrides data.val")
+    p.add_argument("--data", help="training data: a COCO root (annotations/panoptic_<split>.json, "
+                                  "annotations/panoptic_<split>/, <split>/), a Cityscapes root (gtFine/, "
+                                  "leftImg8bit/) or a panoptic-world folder (annotations.json, panoptic/, images/); "
+                                  "overrides data.train")
+    p.add_argument("--split", help="training split of a COCO or Cityscapes root (e.g. train2017, train); "
+                                   "overrides data.train_split (default: the root's split starting with 'train')")
+    p.add_argument("--val-data", help="validation data; overrides data.val (default for a COCO or Cityscapes "
+                                      "root: the training root, with --val-split)")
+    p.add_argument("--val-split", help="validation split (e.g. val2017, val); overrides data.val_split")
+    p.add_argument("--format", choices=("auto", "coco", "cityscapes"),
+                   help="data layout; overrides data.format (default auto: detected from the files)")
     p.add_argument("--out", help="output folder; overrides out")
     p.add_argument("--resume", help="checkpoint with training state (OUT/last.pt) to continue from")
     p.add_argument("--init", help="start from these weights (a checkpoint whose weights fit this network) with a fresh "
@@ -172,6 +175,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="per-process batch size; overrides train.batch_size")
     p.add_argument("--workers", type=int, help="data-loader worker processes; overrides train.workers")
     p.add_argument("--no-val", action="store_true", help="skip periodic validation")
+    p.add_argument("--snapshots", action="store_true", default=None,
+                   help="also keep OUT/step_<N>.pt (weights) at every train.ckpt_every; sets train.snapshots")
     return p.parse_args(argv)
 
 
@@ -197,12 +202,39 @@ def init_from_weights(model: torch.nn.Module, path) -> None:
     model.load_state_dict(payload["state_dict"])
 
 
+def one_line(exc: BaseException) -> str:
+    """An error as one line; a data-loader worker's re-raised error keeps only its own last line."""
+    text = str(exc.code if isinstance(exc, SystemExit) else exc).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1]
+    text = " ".join(text.split())
+    return text[len("panoptic-train: "):] if text.startswith("panoptic-train: ") else text
+
+
 def main(argv=None) -> int:
+    """The command line: every problem with the inputs (config, data, weights) is one line and exit 2."""
+    from ..data.datasets import DataError
+    from .checkpoint import CheckpointError
+
     args = parse_args(argv)
+    try:
+        return run(args)
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        print(f"panoptic-train: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, ValueError, FileNotFoundError, IsADirectoryError, yaml.YAMLError) as exc:
+        print(f"panoptic-train: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     for key, value in (("data", {"train": args.data}), ("data", {"val": args.val_data}),
+                       ("data", {"train_split": args.split, "val_split": args.val_split, "format": args.format}),
                        ("train", {"steps": args.steps}), ("train", {"batch_size": args.batch_size}),
-                       ("train", {"workers": args.workers})):
+                       ("train", {"workers": args.workers}), ("train", {"snapshots": args.snapshots})):
         cfg[key].update({k: v for k, v in value.items() if v is not None})
     cfg["out"] = args.out or cfg["out"]
     if args.init:
@@ -232,15 +264,20 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
     tcfg, ocfg, icfg, dcfg = cfg["train"], cfg["optim"], cfg["input"], cfg["data"]
     torch.manual_seed(int(tcfg["seed"]) + rank)
     out = Path(cfg["out"])
-    reader = open_reader(dcfg["format"], dcfg["train"], dcfg["train_split"])
+    reader = open_reader(dcfg["format"], dcfg["train"], dcfg["train_split"], "train")
     taxonomy = reader.taxonomy
     val_reader = None
+    if not dcfg.get("val") and dcfg.get("val_split"):
+        from ..data.datasets import detect_layout
+
+        if detect_layout(Path(dcfg["train"])) != "folder":
+            dcfg["val"] = dcfg["train"]  # a COCO / Cityscapes root holds its validation split too
     if dcfg.get("val") and not args.no_val and int(tcfg["val_every"]) > 0:
         # Fail now, not after an hour of training, if validation was asked for but cannot run.
         from ..evaluation.pq import PQAccumulator  # noqa: F401
         from ..predictor import Predictor  # noqa: F401
 
-        val_reader = open_reader(dcfg["format"], dcfg["val"], dcfg["val_split"])
+        val_reader = open_reader(dcfg["format"], dcfg["val"], dcfg["val_split"], "val")
         if val_reader.taxonomy != taxonomy:
             raise SystemExit("panoptic-train: validation and training data have different categories")
     input_size = (int(icfg["height"]), int(icfg["width"]))
@@ -248,7 +285,15 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
     dataset = PanopticDataset(reader, taxonomy, input_size, augment=True, scale_range=tuple(icfg["scale_range"]),
                               flip=bool(icfg["flip"]), **normalization)
 
-    model = PanopticNet.from_config(cfg["model"], taxonomy=taxonomy).to(device)
+    network_cfg = {k: v for k, v in cfg["model"].items() if k != "backbone_weights"}
+    model = PanopticNet.from_config(network_cfg, taxonomy=taxonomy)
+    if cfg["model"].get("backbone_weights") and not (args.resume or args.init):
+        loaded = load_backbone_weights(model.backbone, cfg["model"]["backbone_weights"])
+        if rank == 0:
+            print(f"panoptic-train: loaded {loaded} tensors from {cfg['model']['backbone_weights']} into the "
+                  f"{model.backbone.name} trunk (norm {model.backbone.norm}, freeze_at "
+                  f"{model.config['freeze_at']})", file=sys.stderr)
+    model = model.to(device)
     optimizer = make_optimizer(model, ocfg)
     total_steps = int(tcfg["steps"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_lambda(s, ocfg, total_steps))
@@ -342,7 +387,8 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
                 if distributed:
                     dist.barrier()
             if is_main and (step % int(tcfg["ckpt_every"]) == 0 or step == total_steps):
-                save_checkpoint(out / f"step_{step}.pt", model, metadata(step))  # weights only
+                if tcfg.get("snapshots"):
+                    save_checkpoint(out / f"step_{step}.pt", model, metadata(step))  # weights only
                 save_checkpoint(out / "last.pt", model, metadata(step), training_state(step))
     except KeyboardInterrupt:
         # Keep the finished steps: --resume OUT/last.pt continues from here.

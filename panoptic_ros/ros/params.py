@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..bev import DEFAULT_FOOTPRINT_DEPTHS, DEFAULT_FREE_CLASSES, DEFAULT_OBSTACLE_CLASSES
+from ..bev import DEFAULT_FOOTPRINT_DEPTHS
 from ..geometry import GridSpec, Pose
 
 BACKENDS = ("auto", "tensorrt", "cuda", "cpu", "onnxruntime")
@@ -28,6 +28,7 @@ class ParamSpec:
     range: tuple[float, float] | None = None  # inclusive bounds for numbers
     choices: tuple[Any, ...] | None = None
     constraints: str = ""
+    item_type: type | None = None  # element type of a list parameter whose default is empty
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -81,10 +82,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(0.1, 1000.0)),
     ParamSpec("grid.transient_local", False,
               "Publish the grid with transient-local durability (late subscribers get the last grid)."),
-    ParamSpec("free_classes", list(DEFAULT_FREE_CLASSES),
-              "Category names whose ground cells are free (occupancy 0)."),
-    ParamSpec("obstacle_classes", list(DEFAULT_OBSTACLE_CLASSES),
-              "Stuff category names that occupy the cells where they meet the ground (things always do)."),
+    ParamSpec("free_classes", [],
+              "Category names whose ground cells are free (occupancy 0); empty = the model's classes named in "
+              "panoptic_ros/ground_classes.py (Cityscapes: road, sidewalk, terrain; COCO-panoptic: road, "
+              "pavement-merged, dirt-merged, grass-merged, ...).", item_type=str),
+    ParamSpec("obstacle_classes", [],
+              "Stuff category names that occupy the cells where they meet the ground (things always do); empty = "
+              "the model's classes named in panoptic_ros/ground_classes.py (Cityscapes: building, wall, fence, "
+              "pole, vegetation, traffic light, traffic sign; COCO-panoptic: building-other-merged, "
+              "wall-other-merged, fence-merged, tree-merged, ...).", item_type=str),
     ParamSpec("ego_mask", "", "PNG of the vehicle's own body as the camera sees it (non-zero = body; the image's "
               "size, else resized with nearest neighbour); those pixels are void (id 0) in every output and never "
               "make a grid cell free or occupied. Empty = no mask."),
@@ -187,7 +193,8 @@ def _check(spec: ParamSpec, value: Any) -> None:
     elif isinstance(default, str):
         ok = isinstance(value, str)
     else:  # lists
-        ok = isinstance(value, (list, tuple)) and all(isinstance(x, type(default[0])) for x in value)
+        item = spec.item_type or type(default[0])
+        ok = isinstance(value, (list, tuple)) and all(isinstance(x, item) for x in value)
     if not ok:
         raise ValueError(f"parameter {spec.name}={value!r} has the wrong type; expected like {default!r}")
     if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:

@@ -19,6 +19,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage
 from ..bev import GroundProjector
 from ..ego_mask import apply_ego_mask, load_ego_mask, mask_at
 from ..geometry import CameraModel, GridSpec, Pose
+from ..ground_classes import ground_classes
 from ..panoptic import PanopticResult
 from . import messages
 from .image_conversion import compressed_to_rgb, image_to_rgb
@@ -60,7 +61,9 @@ class FramePipeline:
         camera_pose: the camera body's pose in ``grid.frame_id`` (the node's ``camera.*`` parameters).
         grid: layout of the occupancy grid; its ``frame_id`` is the grid's and the markers' frame.
         camera_frame: frame_id of the image outputs; empty = the input image's frame_id.
-        free_classes, obstacle_classes, max_range: passed to :class:`~panoptic_ros.bev.GroundProjector`.
+        free_classes, obstacle_classes: stuff class names for :class:`~panoptic_ros.bev.GroundProjector`; None or
+            empty = from the model's taxonomy (:func:`~panoptic_ros.ground_classes.ground_classes`).
+        max_range: passed to the GroundProjector.
         camera_info_topic: named in the warning about a missing CameraInfo.
         footprint_depth: class name -> metres (:class:`~panoptic_ros.bev.GroundProjector`); names the model
             does not have are ignored; None = the projector's defaults.
@@ -76,14 +79,17 @@ class FramePipeline:
         self.camera_pose = camera_pose
         self.grid = grid
         self.camera_frame = camera_frame
-        self.projector_options = {k: v for k, v in (("free_classes", free_classes),
-                                                     ("obstacle_classes", obstacle_classes),
-                                                     ("max_range", max_range)) if v is not None}
         # Check class names now: found only at the first projected frame, a typo would fail every frame.
         unknown = [c for c in [*(free_classes or ()), *(obstacle_classes or ())] if c not in self.taxonomy.by_name]
         if unknown:
             raise ValueError(f"free_classes / obstacle_classes name {unknown}, not classes of the model "
                              f"({', '.join(self.taxonomy.names())})")
+        # Empty lists: the model's own classes by name (Cityscapes, COCO-panoptic; see ground_classes).
+        self.free_classes, self.obstacle_classes = ground_classes(self.taxonomy, free_classes or (),
+                                                                  obstacle_classes or ())
+        self.projector_options = {"free_classes": self.free_classes, "obstacle_classes": self.obstacle_classes}
+        if max_range is not None:
+            self.projector_options["max_range"] = max_range
         if footprint_depth is not None:
             self.projector_options["footprint_depth"] = {n: float(d) for n, d in footprint_depth.items()
                                                          if n in self.taxonomy.by_name}

@@ -16,7 +16,9 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -97,20 +99,23 @@ class ArtifactCache:
             except Exception as exc:  # any loader error means the stored artefact is unusable
                 problem = f"is corrupt (loading failed: {type(exc).__name__}: {exc})"
         if problem == "missing":
-            log.info("building %s (not cached yet; stored in %s)", what, folder)
+            log.info("building %s: first run of this model here (not cached yet; stored in %s for the next "
+                     "runs)", what, folder)
             status, reason = "built", ""
         else:
             log.warning("cache entry %s %s: rebuilding %s", folder, problem, what)
             status, reason = "rebuilt", problem
         t0 = time.perf_counter()
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            target = self._store(folder, filename, key, build)
-        except OSError as exc:  # read-only or full cache disk: build into a private temp dir, uncached
-            log.warning("cannot write the cache %s (%s): building %s in a temporary directory", folder, exc, what)
-            target = Path(tempfile.mkdtemp(prefix="panoptic_ros_")) / filename
-            build(target)
-            status, reason = "uncached", f"cache not writable: {exc}"
+        with heartbeat(what):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                target = self._store(folder, filename, key, build)
+            except OSError as exc:  # read-only or full cache disk: build into a private temp dir, uncached
+                log.warning("cannot write the cache %s (%s): building %s in a temporary directory", folder, exc,
+                            what)
+                target = Path(tempfile.mkdtemp(prefix="panoptic_ros_")) / filename
+                build(target)
+                status, reason = "uncached", f"cache not writable: {exc}"
         loaded = load(target)
         seconds = time.perf_counter() - t0
         log.info("%s ready in %.1f s", what, seconds)
@@ -154,3 +159,27 @@ class ArtifactCache:
                                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1, default=str))
         os.replace(key_tmp, folder / KEY_FILE)
         return target
+
+
+HEARTBEAT_S = 5.0
+
+
+@contextmanager
+def heartbeat(what: str, period: float | None = None):
+    """Log "still building" every ``period`` seconds while the block runs: an export is one library call that
+    reports no progress of its own, and 20-30 s of silence looks like a hang."""
+    period = HEARTBEAT_S if period is None else period
+    done = threading.Event()
+    t0 = time.perf_counter()
+
+    def beat() -> None:
+        while not done.wait(period):
+            log.info("still building %s (%.0f s so far)", what, time.perf_counter() - t0)
+
+    thread = threading.Thread(target=beat, name="cache-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

@@ -68,10 +68,12 @@ class CenterVoteFusion(nn.Module):
         cx, cy = torch.floor(vx), torch.floor(vy)
         lands = thing & (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
         cell = torch.where(lands, cy.clamp(0, h - 1).long() * w + cx.clamp(0, w - 1).long(), 0)
-        counts = torch.zeros((b, hw), dtype=torch.float64, device=dev)
-        counts.scatter_add_(1, cell.reshape(b, -1), lands.reshape(b, -1).to(torch.float64))
-        window = torch.ones((1, 1, self.vote_window, self.vote_window), dtype=torch.float64, device=dev)
-        votes = F.conv2d(counts.view(b, 1, h, w), window, padding=self.vote_window // 2)  # exact integer sums
+        counts = torch.zeros((b, hw), dtype=torch.float32, device=dev)
+        counts.scatter_add_(1, cell.reshape(b, -1), lands.reshape(b, -1).to(torch.float32))
+        window = torch.ones((1, 1, self.vote_window, self.vote_window), dtype=torch.float32, device=dev)
+        # Whole numbers below 2 ** 24 add exactly in float32 in any order (float32: ONNX Runtime has no
+        # float64 Conv); the key needs float64.
+        votes = F.conv2d(counts.view(b, 1, h, w), window, padding=self.vote_window // 2).to(torch.float64)
         flat = torch.arange(hw, dtype=torch.float64, device=dev).view(1, 1, h, w)
         key = votes * hw + (hw - 1 - flat)
         pooled = F.max_pool2d(key, self.nms_kernel, stride=1, padding=self.nms_kernel // 2)

@@ -64,10 +64,14 @@ def combine(masks: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, val
     """
     b, k, h, w = masks.shape
     taken = torch.zeros((b, h, w), dtype=torch.int64, device=masks.device)  # detection index + 1, 0 = free
-    order = torch.sort(-scores, dim=1, stable=True).indices
+    # Rank of each slot: higher score first, ties to the lower index (a stable sort, written as counts
+    # because ONNX has no stable sort; K is at most a few hundred).
+    before = (scores.unsqueeze(1) > scores.unsqueeze(2)) | (
+        (scores.unsqueeze(1) == scores.unsqueeze(2)) & torch.ones(k, k, dtype=torch.bool, device=masks.device).tril(-1))
+    rank = before.sum(2)  # (B, K): rank[b, d] = slots that come before d
     batch = torch.arange(b, device=masks.device)
     for r in range(k):
-        index = order[:, r]
+        index = (rank == r).to(torch.int64).argmax(1)
         mask = masks[batch, index]
         area = mask.sum((1, 2))
         overlap = (mask & (taken > 0)).sum((1, 2))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .fusion import TRAINABLE, build_fusion, check_fusion
 from .head import PanopticHead, scale_stuff_area_threshold, segments_from_output
 from .panoptic import PanopticResult, semantic_from_ids
 from .taxonomy import Taxonomy
@@ -41,11 +42,15 @@ class Predictor:
         max_detections: K, the static number of detection slots.
         head_stride: run the panoptic head on a grid ``head_stride`` times coarser than the network input
             (1 = full input resolution, 4 = the logits' own 1/4 grid) and upsample its ids; cheaper, blockier.
+        fusion: the panoptic fusion (:mod:`panoptic_ros.fusion`); ``parameter_free`` is the head above,
+            the others ignore ``policy`` / ``unknown``. A checkpoint trained for a fusion runs only with it.
+        fusion_state: the weights of a trainable fusion (the checkpoint's ``fusion_state_dict``).
     """
 
     def __init__(self, model: torch.nn.Module, metadata: dict, backend="cpu", score_threshold: float | None = None,
                  policy: str = "closest_center", unknown: bool = True, stuff_area_threshold: int | None = None,
-                 max_detections: int = 100, threads: int | None = None, head_stride: int = 1):
+                 max_detections: int = 100, threads: int | None = None, head_stride: int = 1,
+                 fusion: str = "parameter_free", fusion_state: dict | None = None):
         from .runtime import create_backend
 
         self.metadata = metadata
@@ -68,17 +73,28 @@ class Predictor:
         self.head_stride = int(head_stride)
         area = self.stuff_area_threshold // self.head_stride ** 2  # the threshold is in input pixels
         # Values are checked once, on the network outputs (_fuse), not again on their upsampled copies.
-        self.head = PanopticHead.from_taxonomy(self.taxonomy, policy=policy, unknown=unknown,
-                                               stuff_area_threshold=area, check_values=False).eval()
+        check_fusion(fusion, metadata, metadata.get("checkpoint_path", "the checkpoint"))
+        self.fusion = fusion
+        self.head = build_fusion(fusion, self.taxonomy, stuff_area_threshold=area, policy=policy, unknown=unknown,
+                                 state_dict=fusion_state, max_instances=self.max_detections,
+                                 check_values=False).eval()
+        if hasattr(self.head, "attach"):
+            self.head.attach(self.model)  # hps_isi reads the semantic branch's features
         self.backend = backend if not isinstance(backend, str) else create_backend(
             backend, model, self.input_size, metadata=metadata, threads=threads)
         self.device = self.backend.device
+        if fusion == "hps_isi" and self.backend.name not in ("cpu", "cuda"):
+            raise ValueError(f"fusion hps_isi reads the semantic branch's features through a hook: it runs on the "
+                             f"cpu or cuda backend, not {self.backend.name}")
+        if not isinstance(self.head, PanopticHead):
+            self.head = self.head.to(self.device)
         # The TensorRT backend compiles the head too (cached); every other backend returns it unchanged.
         from .runtime.export import head_example_inputs
 
         example = head_example_inputs(self.head, self.taxonomy.num_classes, self.taxonomy.thing_train_ids,
                                       [v // self.head_stride for v in self.input_size], self.max_detections)
-        self.head = self.backend.compile_head(self.head, example)
+        if isinstance(self.head, PanopticHead):
+            self.head = self.backend.compile_head(self.head, example)
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -88,6 +104,10 @@ class Predictor:
 
         model, metadata = load_checkpoint(path, expected_taxonomy=expected_taxonomy)
         metadata = dict(metadata, checkpoint_path=str(path))
+        if kwargs.get("fusion", "parameter_free") in TRAINABLE:
+            from .model.checkpoint import read_checkpoint
+
+            kwargs.setdefault("fusion_state", read_checkpoint(path).get("fusion_state_dict"))
         return cls(model, metadata, backend=backend, **kwargs)
 
     @classmethod
@@ -127,6 +147,8 @@ class Predictor:
         ids, semantic, det = self._fuse(outputs)
         t3 = time.perf_counter()
         scores = det["scores"].cpu().numpy()
+        if getattr(self.head, "box_free", False):  # its instances are not the detections
+            scores = np.ones((scores.shape[0], max(scores.shape[1], self.max_detections)), np.float32)
         results = [self._finish(ids[i], scores[i], image.shape[:2], semantic[i]) for i, image in enumerate(images)]
         for i, (image, result) in enumerate(zip(images, results)):
             result.detections = self._detections(det, i, image.shape[:2])

@@ -1,0 +1,102 @@
+"""Learned convolutional merge head (Diaz-Zapata, INRIA report): one small CNN per thing class refines each
+detection's instance map, then the refined masks are stacked over the semantic prediction as the heuristic
+fusion does.
+
+Per valid detection k of class c, score s: the *instance map* is ``s * P_c`` inside its box (the head's pixel
+centre rule), 0 outside, with ``P = softmax(semantic_logits)``; it is stacked with the C semantic maps ``P``
+(C + 1 channels, whatever the number of detections) and the CNN of class c gives the refined mask:
+a channel-wise (depthwise) 3x3 conv, ReLU, a 3x3 conv down to one channel, a sigmoid. Mask = sigmoid > 0.5.
+The masks go through detectron2's combine (:func:`.common.combine`, the heuristic fusion's thresholds).
+
+Training (:meth:`compute_loss`) runs on the outputs of the frozen network: each detection is matched to a
+ground-truth instance (:func:`.matching.match_detections`); the target is that instance's mask, all zeros for
+an unmatched detection (it should vanish); mean binary cross-entropy over the image.
+
+Not exported in the network graph: the per-class CNNs run on the valid detections only (a data-dependent
+count); the padded-K version would cost K x the CNN.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..taxonomy import Taxonomy
+from .common import TaxonomyTables, box_masks, combine, neutralise_padding
+from .heuristic import DETECTRON2_OVERLAP_THRESHOLD, DETECTRON2_SCORE_THRESHOLD
+from .matching import match_detections
+
+
+class ClassMaskCNN(nn.Sequential):
+    def __init__(self, channels: int):
+        super().__init__(nn.Conv2d(channels, channels, 3, padding=1, groups=channels), nn.ReLU(inplace=True),
+                         nn.Conv2d(channels, 1, 3, padding=1))
+
+
+class LearnedConvFusion(nn.Module):
+    box_free = False
+
+    def __init__(self, taxonomy: Taxonomy, stuff_area_threshold: int = 0,
+                 overlap_threshold: float = DETECTRON2_OVERLAP_THRESHOLD,
+                 score_threshold: float = DETECTRON2_SCORE_THRESHOLD):
+        super().__init__()
+        self.tables = TaxonomyTables(taxonomy)
+        self.nets = nn.ModuleList(ClassMaskCNN(taxonomy.num_classes + 1) for _ in taxonomy.thing_train_ids)
+        self.stuff_area_threshold = int(stuff_area_threshold)
+        self.overlap_threshold, self.score_threshold = float(overlap_threshold), float(score_threshold)
+
+    def mask_logits(self, semantic_logits: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
+                    scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, K, H, W) refined mask logits (before the sigmoid); -inf for invalid slots."""
+        b, k = labels.shape
+        h, w = semantic_logits.shape[-2:]
+        probs = semantic_logits.float().softmax(1)
+        inbox = box_masks(boxes, (h, w))
+        out = torch.full((b, k, h, w), float("-inf"), device=semantic_logits.device)
+        image, slot = torch.nonzero(valid, as_tuple=True)
+        if image.numel() == 0:
+            return out
+        cls = labels[image, slot]
+        instance = probs[image, cls] * scores[image, slot].view(-1, 1, 1) * inbox[image, slot]
+        stacked = torch.cat([instance.unsqueeze(1), probs[image]], 1)
+        refined = torch.empty((len(image), h, w), device=semantic_logits.device)
+        thing_slot = self.tables.thing_slot[cls]
+        for t, net in enumerate(self.nets):
+            pick = torch.nonzero(thing_slot == t).flatten()
+            if pick.numel():
+                refined[pick] = net(stacked[pick]).squeeze(1)
+        return out.index_put((image, slot), refined)
+
+    def forward(self, semantic_logits, boxes, labels, scores, valid, centers=None):
+        boxes, labels, scores = neutralise_padding(boxes, labels, scores, valid, int(self.tables.thing_train_ids[0]))
+        masks = self.mask_logits(semantic_logits, boxes, labels, scores.clamp(min=0), valid) > 0  # sigmoid > 0.5
+        return combine(masks, labels, scores, valid, semantic_logits.argmax(1), self.tables,
+                       self.overlap_threshold, self.score_threshold, self.stuff_area_threshold)
+
+    def compute_loss(self, outputs: dict, det: dict, targets: dict) -> dict[str, torch.Tensor]:
+        """``outputs`` of the frozen network (1/4 logits), ``det`` its padded detections (input pixels),
+        ``targets``: boxes / labels lists and ``instances`` (B, H, W) ground-truth instance index (-1 none)."""
+        size = targets["instances"].shape[-2:]
+        logits = F.interpolate(outputs["semantic"].detach().float(), size=size, mode="bilinear", align_corners=False)
+        boxes, labels, scores = neutralise_padding(det["boxes"], det["labels"], det["scores"], det["valid"],
+                                                   int(self.tables.thing_train_ids[0]))
+        mask_logits = self.mask_logits(logits, boxes, labels, scores.clamp(min=0), det["valid"])
+        target = mask_targets(det, targets)
+        valid = det["valid"]
+        if not bool(valid.any()):
+            return {"fusion": mask_logits.new_zeros(()) + sum(p.sum() * 0 for p in self.parameters())}
+        return {"fusion": F.binary_cross_entropy_with_logits(mask_logits[valid], target[valid])}
+
+
+def mask_targets(det: dict, targets: dict) -> torch.Tensor:
+    """(B, K, H, W) float: each detection's matched ground-truth instance mask, zeros if unmatched."""
+    instances = targets["instances"]
+    b, k = det["valid"].shape
+    out = torch.zeros((b, k, *instances.shape[-2:]), device=instances.device)
+    for i in range(b):
+        table = match_detections(det["boxes"][i], det["labels"][i], det["valid"][i], targets["boxes"][i],
+                                 targets["labels"][i])
+        for g, d in enumerate(table.tolist()):
+            if d >= 0:
+                out[i, d] = (instances[i] == g).float()
+    return out

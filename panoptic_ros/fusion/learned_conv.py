@@ -6,6 +6,9 @@ Per valid detection k of class c, score s: the *instance map* is ``s * P_c`` ins
 centre rule), 0 outside, with ``P = softmax(semantic_logits)``; it is stacked with the C semantic maps ``P``
 (C + 1 channels, whatever the number of detections) and the CNN of class c gives the refined mask:
 a channel-wise (depthwise) 3x3 conv, ReLU, a 3x3 conv down to one channel, a sigmoid. Mask = sigmoid > 0.5.
+The CNN runs on a grid 4x coarser than the one the fusion is given (the network's own logit grid at head
+stride 1: logits average-pooled 4 x 4, boxes / 4), and its mask logits are upsampled bilinearly back: at
+full resolution one detection's 20-channel stack is 1.5 M values, too slow to train on this CPU.
 The masks go through detectron2's combine (:func:`.common.combine`, the heuristic fusion's thresholds).
 
 Training (:meth:`compute_loss`) runs on the outputs of the frozen network: each detection is matched to a
@@ -25,6 +28,8 @@ from ..taxonomy import Taxonomy
 from .common import TaxonomyTables, box_masks, combine, neutralise_padding
 from .heuristic import DETECTRON2_OVERLAP_THRESHOLD, DETECTRON2_SCORE_THRESHOLD
 from .matching import match_detections
+
+COARSE = 4  # the CNN's grid is this many times coarser than the fusion's
 
 
 class ClassMaskCNN(nn.Sequential):
@@ -49,9 +54,11 @@ class LearnedConvFusion(nn.Module):
                     scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(B, K, H, W) refined mask logits (before the sigmoid); -inf for invalid slots."""
         b, k = labels.shape
-        h, w = semantic_logits.shape[-2:]
-        probs = semantic_logits.float().softmax(1)
-        inbox = box_masks(boxes, (h, w))
+        size = semantic_logits.shape[-2:]
+        coarse = F.adaptive_avg_pool2d(semantic_logits.float(), (max(1, size[0] // COARSE), max(1, size[1] // COARSE)))
+        h, w = coarse.shape[-2:]
+        probs = coarse.softmax(1)
+        inbox = box_masks(boxes * (w / size[1]), (h, w))
         out = torch.full((b, k, h, w), float("-inf"), device=semantic_logits.device)
         image, slot = torch.nonzero(valid, as_tuple=True)
         if image.numel() == 0:
@@ -69,7 +76,10 @@ class LearnedConvFusion(nn.Module):
 
     def forward(self, semantic_logits, boxes, labels, scores, valid, centers=None):
         boxes, labels, scores = neutralise_padding(boxes, labels, scores, valid, int(self.tables.thing_train_ids[0]))
-        masks = self.mask_logits(semantic_logits, boxes, labels, scores.clamp(min=0), valid) > 0  # sigmoid > 0.5
+        coarse = self.mask_logits(semantic_logits, boxes, labels, scores.clamp(min=0), valid)
+        fine = F.interpolate(coarse.clamp(min=-1e4), size=semantic_logits.shape[-2:], mode="bilinear",
+                             align_corners=False)
+        masks = (fine > 0) & valid.view(*valid.shape, 1, 1)  # sigmoid > 0.5
         return combine(masks, labels, scores, valid, semantic_logits.argmax(1), self.tables,
                        self.overlap_threshold, self.score_threshold, self.stuff_area_threshold)
 
@@ -81,7 +91,7 @@ class LearnedConvFusion(nn.Module):
         boxes, labels, scores = neutralise_padding(det["boxes"], det["labels"], det["scores"], det["valid"],
                                                    int(self.tables.thing_train_ids[0]))
         mask_logits = self.mask_logits(logits, boxes, labels, scores.clamp(min=0), det["valid"])
-        target = mask_targets(det, targets)
+        target = F.adaptive_avg_pool2d(mask_targets(det, targets), mask_logits.shape[-2:])  # soft, on the CNN grid
         valid = det["valid"]
         if not bool(valid.any()):
             return {"fusion": mask_logits.new_zeros(()) + sum(p.sum() * 0 for p in self.parameters())}

@@ -191,3 +191,14 @@ def test_registry_and_checkpoint_check():
             check_fusion(name, {})
     with pytest.raises(FusionMismatch, match="trained for fusion 'hps_isi'"):
         check_fusion("parameter_free", {"fusion": "hps_isi"})
+
+
+def test_fusion_choices_agree_everywhere():
+    from panoptic_ros.evaluation.cli import build_parser
+    from panoptic_ros.ros.params import SPEC_BY_NAME, NodeConfig
+
+    assert SPEC_BY_NAME["fusion"].choices == FUSIONS
+    assert NodeConfig.from_values({"fusion": "center_vote"}).fusion == "center_vote"
+    with pytest.raises(ValueError, match="fusion='magic': choose one of"):
+        NodeConfig.from_values({"fusion": "magic"})
+    assert build_parser().parse_args(["model", "m.pt", "d", "--fusion", "hps"]).fusion == "hps"

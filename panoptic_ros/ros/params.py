@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..bev import DEFAULT_FREE_CLASSES, DEFAULT_OBSTACLE_CLASSES
+from ..fusion import FUSIONS
 from ..geometry import GridSpec, Pose
 
 BACKENDS = ("auto", "tensorrt", "cuda", "cpu", "onnxruntime")
@@ -40,6 +41,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("score_threshold", -1.0, "Detections below this score are dropped before the panoptic head; "
               "-1 = the model's value chosen on validation data (the paper's 0.4 if it has none).",
               range=(-1.0, 1.0)),
+    ParamSpec("fusion", "parameter_free",
+              "Panoptic fusion of semantic logits and detections (README 'Fusions'): parameter_free (the head "
+              "below), heuristic, center_vote, or learned_conv / hps / hps_isi with a checkpoint trained for them.",
+              choices=FUSIONS),
     ParamSpec("overlap_policy", "closest_center",
               "How the head splits pixels claimed by two boxes of one class.", choices=OVERLAP_POLICIES),
     ParamSpec("unknown", True, "Label thing-class pixels that no detection explains as unknown (void)."),
@@ -122,6 +127,7 @@ class NodeConfig:
     tf_timeout: float = 0.05
     max_consecutive_failures: int = 0
     head_stride: int = 1
+    fusion: str = "parameter_free"
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "NodeConfig":
@@ -154,7 +160,7 @@ class NodeConfig:
             input_qos=str(v["input_qos"]), image_transport=str(v["image_transport"]),
             diagnostics_period=float(v["diagnostics_period"]), camera_pose_source=str(v["camera_pose_source"]),
             tf_timeout=float(v["tf_timeout"]), max_consecutive_failures=int(v["max_consecutive_failures"]),
-            head_stride=int(v["head_stride"]))
+            head_stride=int(v["head_stride"]), fusion=str(v["fusion"]))
 
 
 def _check(spec: ParamSpec, value: Any) -> None:

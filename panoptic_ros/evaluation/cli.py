@@ -6,6 +6,7 @@
     panoptic-eval bag BAG --model CKPT --out DIR                          # predictor over a rosbag2
     panoptic-eval bag BAG --model CKPT --out DIR --write-bag OUT_BAG      # the node's pipeline, outputs to a bag
     panoptic-eval bag BAG --predictions REC_BAG --out DIR                 # recorded node outputs (live replay)
+    panoptic-eval compare DATA_DIR --model CKPT [--trained NAME=CKPT] --out DIR  # every fusion, one table
 
 Prints panopticapi's table and writes DIR/report.json, report.md, per_class_pq.png, worst_frames.png.
 """
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--split", default="val", help="Cityscapes split")
     model.add_argument("--out", type=Path, default=None, help="report folder (default: print only)")
     add_predictor_args(model)
+    from .compare import add_compare_parser
+
+    add_compare_parser(subs)
     return parser
 
 
@@ -138,6 +142,11 @@ def main(argv=None) -> int:
             return (run_bag_pipeline if args.write_bag is not None else run_bag)(args)
         if args.command == "model":
             return run_model(args)
+        if args.command == "compare":
+            from .compare import compare
+
+            compare(args)
+            return 0
         folders = PanopticFolders(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir)
         if args.command == "cityscapes":
             labels = {c.id: c.name for c in Taxonomy.cityscapes().categories}

@@ -7,6 +7,9 @@
 - ``hps`` / ``hps_isi``: the whole network fine-tunes on its own losses plus the fusion loss (and the ISI
   head's semantic loss), with ``fusion.loss_weight`` on the fusion's losses.
 
+The network keeps ``optim.lr``; the fusion's own, freshly initialised layers (the CNNs, the ISI head) get
+``fusion.lr`` (at the network's fine-tuning rate they barely leave their initialisation in a short budget).
+
 Single process, no periodic validation (the comparison is ``panoptic-eval compare``). Writes ``OUT/model.pt``
 (network weights, metadata ``fusion``, the fusion's own weights under ``fusion_state_dict``) and
 ``OUT/log.jsonl``.
@@ -89,14 +92,21 @@ def train_fusion(cfg: dict, args, device: torch.device) -> int:
     init_from_weights(model, tcfg["init"])
     fusion = build_fusion(name, taxonomy).to(device).train()
     frozen = name == "learned_conv"
+    # The fusion's own layers are new (random init): they get fusion.lr; the trained network optim.lr.
+    fusion_optim = dict(ocfg, lr=float(cfg["fusion"].get("lr") or ocfg["lr"]))
     if frozen:
         model.eval().requires_grad_(False)
         trained = fusion
+        optimizer = make_optimizer(fusion, fusion_optim)
     else:
         model.train()
         trained = torch.nn.ModuleList([model, fusion])
-    fusion.attach(model) if hasattr(fusion, "attach") else None
-    optimizer = make_optimizer(trained, ocfg)
+        optimizer = make_optimizer(model, ocfg)
+        if any(True for _ in fusion.parameters()):
+            for group in make_optimizer(fusion, fusion_optim).param_groups:
+                optimizer.add_param_group({k: v for k, v in group.items() if k in ("params", "lr", "weight_decay")})
+    if hasattr(fusion, "attach"):
+        fusion.attach(model)
     total_steps = int(tcfg["steps"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_lambda(s, ocfg, total_steps))
     batch_size, workers = int(tcfg["batch_size"]), int(tcfg["workers"])

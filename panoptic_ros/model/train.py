@@ -41,7 +41,7 @@ DEFAULTS = {
     "out": "runs/panoptic",
     # Which panoptic fusion the training serves (panoptic_ros.fusion): parameter_free trains the network alone;
     # learned_conv / hps / hps_isi fine-tune through panoptic_ros.fusion.train (needs --init).
-    "fusion": {"name": "parameter_free", "loss_weight": 1.0},
+    "fusion": {"name": "parameter_free", "loss_weight": 1.0, "lr": None},  # lr: of the fusion's own layers
 }
 
 

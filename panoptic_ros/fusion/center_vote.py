@@ -80,6 +80,8 @@ class CenterVoteFusion(nn.Module):
         peak = (key == pooled) & (votes >= self.min_votes)
         ranked = torch.where(peak, key, -1.0).view(b, hw)
         k = min(self.top_k, hw)
+        if not torch.compiler.is_compiling():  # eager: only as many slots as centres (same result, less work)
+            k = max(1, min(k, int(peak.view(b, -1).sum(1).max())))
         top_key, top_index = ranked.topk(k, dim=1)  # descending keys: rank order
         is_centre = top_key >= 0
         centre_x = (top_index % w).to(torch.float32) + 0.5

@@ -29,6 +29,15 @@ class TaxonomyTables(nn.Module):
         self.register_buffer("stuff_train_ids", torch.tensor(stuff, dtype=torch.int64), persistent=False)
 
 
+def trim_slots(valid: torch.Tensor) -> int:
+    """How many padded slots matter: up to the last valid one in any image. Eager only (a data-dependent
+    size); under torch.export / ONNX all K stay, with the same result."""
+    if torch.compiler.is_compiling() or valid.numel() == 0:
+        return valid.shape[1]
+    any_valid = valid.any(0)
+    return int(torch.nonzero(any_valid).max()) + 1 if bool(any_valid.any()) else 1
+
+
 def box_masks(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, K, H, W) bool: pixel (i, j) is in box (x1, y1, x2, y2) iff ``x1 <= j + 0.5 < x2`` and
     ``y1 <= i + 0.5 < y2`` (float32), the rule of :mod:`panoptic_ros.head`."""

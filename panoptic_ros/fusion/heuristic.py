@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..taxonomy import Taxonomy
-from .common import TaxonomyTables, box_masks, combine, neutralise_padding
+from .common import TaxonomyTables, box_masks, combine, neutralise_padding, trim_slots
 
 DETECTRON2_OVERLAP_THRESHOLD = 0.5  # MODEL.PANOPTIC_FPN.COMBINE.OVERLAP_THRESH
 DETECTRON2_SCORE_THRESHOLD = 0.5  # MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH
@@ -41,7 +41,9 @@ class HeuristicFusion(nn.Module):
     def forward(self, semantic_logits: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
                 scores: torch.Tensor, valid: torch.Tensor,
                 centers: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        boxes, labels, scores = neutralise_padding(boxes, labels, scores, valid,
+        k = trim_slots(valid)
+        valid = valid[:, :k]
+        boxes, labels, scores = neutralise_padding(boxes[:, :k], labels[:, :k], scores[:, :k], valid,
                                                    int(self.tables.thing_train_ids[0]))
         argmax = semantic_logits.argmax(1)  # first maximum (torch's documented tie rule)
         masks = box_masks(boxes, semantic_logits.shape[-2:]) & (argmax.unsqueeze(1) == labels[..., None, None])

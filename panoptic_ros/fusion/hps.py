@@ -33,18 +33,10 @@ from torch import nn
 
 from ..panoptic import OFFSET
 from ..taxonomy import VOID_TRAIN_ID, Taxonomy
-from .common import TaxonomyTables, box_masks, neutralise_padding
+from .common import TaxonomyTables, box_masks, neutralise_padding, trim_slots
 from .matching import match_detections
 
 IGNORE = -100
-
-
-def _trim(valid: torch.Tensor) -> int:
-    """Slots up to the last valid one (eager only; exported graphs keep all K)."""
-    if torch.compiler.is_compiling() or valid.numel() == 0:
-        return valid.shape[1]
-    any_valid = valid.any(0)
-    return int(torch.nonzero(any_valid).max()) + 1 if bool(any_valid.any()) else 1
 
 
 class ISIHead(nn.Module):
@@ -119,7 +111,7 @@ class HPSFusion(nn.Module):
         return torch.cat([stuff, instance], 1)
 
     def forward(self, semantic_logits, boxes, labels, scores, valid, centers=None):
-        k = _trim(valid)
+        k = trim_slots(valid)
         boxes, labels, scores = neutralise_padding(boxes[:, :k], labels[:, :k], scores[:, :k], valid[:, :k],
                                                    int(self.tables.thing_train_ids[0]))
         valid = valid[:, :k]
@@ -146,7 +138,7 @@ class HPSFusion(nn.Module):
         index (-1 none), ``boxes`` / ``labels`` lists.
         """
         size = targets["semantic"].shape[-2:]
-        k = _trim(det["valid"])
+        k = trim_slots(det["valid"])
         valid = det["valid"][:, :k]
         boxes, labels, scores = neutralise_padding(det["boxes"][:, :k], det["labels"][:, :k], det["scores"][:, :k],
                                                    valid, int(self.tables.thing_train_ids[0]))

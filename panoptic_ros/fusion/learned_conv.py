@@ -9,11 +9,13 @@ a channel-wise (depthwise) 3x3 conv, ReLU, a 3x3 conv down to one channel, a sig
 The CNN runs on a grid 4x coarser than the one the fusion is given (the network's own logit grid at head
 stride 1: logits average-pooled 4 x 4, boxes / 4), and its mask logits are upsampled bilinearly back: at
 full resolution one detection's 20-channel stack is 1.5 M values, too slow to train on this CPU.
-The masks go through detectron2's combine (:func:`.common.combine`, the heuristic fusion's thresholds).
+As in Mask R-CNN, a refined mask lives in its box: mask = sigmoid > 0.5 at the pixels of the box. The
+masks go through detectron2's combine (:func:`.common.combine`, the heuristic fusion's thresholds).
 
 Training (:meth:`compute_loss`) runs on the outputs of the frozen network: each detection is matched to a
 ground-truth instance (:func:`.matching.match_detections`); the target is that instance's mask, all zeros for
-an unmatched detection (it should vanish); mean binary cross-entropy over the image.
+an unmatched detection (it should vanish); binary cross-entropy averaged over the detections' box pixels
+(Mask R-CNN's RoI loss; over the whole image the empty mask wins, an instance being ~1% of it).
 
 Not exported in the network graph: the per-class CNNs run on the valid detections only (a data-dependent
 count); the padded-K version would cost K x the CNN.
@@ -79,7 +81,7 @@ class LearnedConvFusion(nn.Module):
         coarse = self.mask_logits(semantic_logits, boxes, labels, scores.clamp(min=0), valid)
         fine = F.interpolate(coarse.clamp(min=-1e4), size=semantic_logits.shape[-2:], mode="bilinear",
                              align_corners=False)
-        masks = (fine > 0) & valid.view(*valid.shape, 1, 1)  # sigmoid > 0.5
+        masks = (fine > 0) & valid.view(*valid.shape, 1, 1) & box_masks(boxes, semantic_logits.shape[-2:])
         return combine(masks, labels, scores, valid, semantic_logits.argmax(1), self.tables,
                        self.overlap_threshold, self.score_threshold, self.stuff_area_threshold)
 
@@ -91,11 +93,15 @@ class LearnedConvFusion(nn.Module):
         boxes, labels, scores = neutralise_padding(det["boxes"], det["labels"], det["scores"], det["valid"],
                                                    int(self.tables.thing_train_ids[0]))
         mask_logits = self.mask_logits(logits, boxes, labels, scores.clamp(min=0), det["valid"])
-        target = F.adaptive_avg_pool2d(mask_targets(det, targets), mask_logits.shape[-2:])  # soft, on the CNN grid
+        coarse = mask_logits.shape[-2:]
+        target = F.adaptive_avg_pool2d(mask_targets(det, targets), coarse)  # soft, on the CNN grid
+        in_box = F.adaptive_avg_pool2d(box_masks(boxes, size).float(), coarse)  # fraction of each cell in the box
         valid = det["valid"]
-        if not bool(valid.any()):
-            return {"fusion": mask_logits.new_zeros(()) + sum(p.sum() * 0 for p in self.parameters())}
-        return {"fusion": F.binary_cross_entropy_with_logits(mask_logits[valid], target[valid])}
+        weight = in_box[valid]
+        if not bool(valid.any()) or float(weight.sum()) == 0:
+            return {"fusion": sum(p.sum() * 0 for p in self.parameters())}
+        bce = F.binary_cross_entropy_with_logits(mask_logits[valid], target[valid], reduction="none")
+        return {"fusion": (bce * weight).sum() / weight.sum()}
 
 
 def mask_targets(det: dict, targets: dict) -> torch.Tensor:

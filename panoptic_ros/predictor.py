@@ -77,7 +77,8 @@ class Predictor:
         self.fusion = fusion
         self.head = build_fusion(fusion, self.taxonomy, stuff_area_threshold=area, policy=policy, unknown=unknown,
                                  state_dict=fusion_state, max_instances=self.max_detections,
-                                 check_values=False).eval()
+                                 check_values=False,
+                                 feature_channels=int(getattr(model, "config", {}).get("head_channels", 64))).eval()
         if hasattr(self.head, "attach"):
             self.head.attach(self.model)  # hps_isi reads the semantic branch's features
         self.backend = backend if not isinstance(backend, str) else create_backend(

@@ -56,9 +56,10 @@ def check_fusion(requested: str, metadata: dict, path: str = "the checkpoint") -
 
 def build_fusion(name: str, taxonomy, stuff_area_threshold: int = 0, policy: str = "closest_center",
                  unknown: bool = True, state_dict: dict | None = None, max_instances: int = 100,
-                 check_values: bool = True):
+                 check_values: bool = True, feature_channels: int = 64):
     """The fusion module ``name`` for ``taxonomy`` (weights from ``state_dict`` for trainable ones).
 
+    ``feature_channels``: the semantic branch's width (``head_channels``), for ``hps_isi``.
     ``policy`` / ``unknown`` apply to ``parameter_free`` only; ``stuff_area_threshold`` (pixels of the grid the
     fusion runs on) to the three deterministic fusions and ``learned_conv``; the HPS fusions are a plain argmax.
     """
@@ -84,7 +85,7 @@ def build_fusion(name: str, taxonomy, stuff_area_threshold: int = 0, policy: str
     else:
         from .hps import HPSFusion
 
-        fusion = HPSFusion(taxonomy, isi=name == "hps_isi")
+        fusion = HPSFusion(taxonomy, isi=name == "hps_isi", feature_channels=feature_channels)
     if state_dict is not None:
         fusion.load_state_dict(state_dict)
     return fusion.eval()

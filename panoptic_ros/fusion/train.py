@@ -90,7 +90,7 @@ def train_fusion(cfg: dict, args, device: torch.device) -> int:
                             flip=bool(icfg["flip"]), **normalization)
     model = PanopticNet.from_config(cfg["model"], taxonomy=taxonomy).to(device)
     init_from_weights(model, tcfg["init"])
-    fusion = build_fusion(name, taxonomy).to(device).train()
+    fusion = build_fusion(name, taxonomy, feature_channels=int(model.config["head_channels"])).to(device).train()
     frozen = name == "learned_conv"
     # The fusion's own layers are new (random init): they get fusion.lr; the trained network optim.lr.
     fusion_optim = dict(ocfg, lr=float(cfg["fusion"].get("lr") or ocfg["lr"]))

@@ -151,11 +151,25 @@ def test_isi_is_the_score_weighted_average_of_the_holding_boxes():
 
 
 def test_learned_conv_loss_falls_and_masks_follow_it():
-    logits, det, targets = _tiny_case()
+    _, det, targets = _tiny_case()
+    # Logits that say where the classes are (coarse one-hot of the ground truth + noise): the CNN can learn
+    # the mask from them (from random logits only the box is known and the loss plateaus).
+    one_hot = torch.nn.functional.one_hot(targets["semantic"][0], CITY.num_classes).permute(2, 0, 1).float()
+    logits = torch.nn.functional.avg_pool2d(one_hot[None] * 4, 4) + 0.3 * torch.randn(1, CITY.num_classes, 4, 8,
+                                                                                     generator=torch.Generator().manual_seed(1))
     fusion = LearnedConvFusion(CITY).train()
     first, last = _overfit(fusion.parameters(),
                            lambda: fusion.compute_loss({"semantic": logits}, det, targets)["fusion"], steps=150)
-    assert last < 0.5 * first
+    # The coarse targets are soft (cells the mask edge crosses), so the loss cannot reach 0: its floor is
+    # their weighted binary entropy. The loss must close most of the gap to it.
+    from panoptic_ros.fusion.common import box_masks
+    from panoptic_ros.fusion.learned_conv import mask_targets
+
+    target = torch.nn.functional.adaptive_avg_pool2d(mask_targets(det, targets), (4, 8))[0]
+    weight = torch.nn.functional.adaptive_avg_pool2d(box_masks(det["boxes"], (16, 32)).float(), (4, 8))[0]
+    entropy = torch.nn.functional.binary_cross_entropy(target, target, reduction="none")
+    floor = float((entropy * weight).sum() / weight.sum())
+    assert last - floor < 0.2 * (first - floor)
     fusion.eval()
     fine = torch.nn.functional.interpolate(logits, size=(16, 32), mode="bilinear", align_corners=False)
     ids, _ = fusion(fine, det["boxes"], det["labels"], det["scores"], det["valid"])

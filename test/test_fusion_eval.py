@@ -15,7 +15,7 @@ from panoptic_ros.model.network import PanopticNet
 from panoptic_ros.predictor import Predictor
 from panoptic_ros.taxonomy import Taxonomy
 
-pytestmark = pytest.mark.slow  # nine predictors over a data set: ~1 min on an idle 2-core machine
+pytestmark = pytest.mark.slow  # nine predictors over a data set (the module took 19 min at load average ~15)
 NORM = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 

@@ -203,7 +203,8 @@ class PanopticNode(Node):
         path = Path(cfg.model_path) if cfg.model_path else resources.default_model_path()
         self.model_path = path
         kwargs = dict(backend=cfg.backend, score_threshold=cfg.score_threshold, policy=cfg.overlap_policy,
-                      unknown=cfg.unknown, stuff_area_threshold=cfg.stuff_area_threshold, head_stride=cfg.head_stride)
+                      unknown=cfg.unknown, stuff_area_threshold=cfg.stuff_area_threshold, head_stride=cfg.head_stride,
+                      fusion=cfg.fusion)
         if cfg.threads:
             kwargs["threads"] = cfg.threads
         kwargs["input_size"] = cfg.input_size  # None: each image's aspect ratio at the checkpoint's pixel budget

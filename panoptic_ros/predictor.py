@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .fusion import TRAINABLE, build_fusion, check_fusion
 from .head import PanopticHead, scale_stuff_area_threshold, segments_from_output
 from .panoptic import PanopticResult, semantic_from_ids
 from .taxonomy import Taxonomy
@@ -62,12 +63,16 @@ class Predictor:
             stays 384 x 192, 640 x 480 runs at 320 x 224). The network is fully convolutional; each input size
             gets its own static-shape backend (built on first use, the last :data:`MAX_BACKENDS` kept; the
             ONNX / TensorRT caches are keyed by input size). ``self.input_size`` stays the checkpoint's.
+        fusion: the panoptic fusion (:mod:`panoptic_ros.fusion`); ``parameter_free`` is the head above,
+            the others ignore ``policy`` / ``unknown``. A checkpoint trained for a fusion runs only with it.
+        fusion_state: the weights of a trainable fusion (the checkpoint's ``fusion_state_dict``).
     """
 
     def __init__(self, model: torch.nn.Module, metadata: dict, backend="cpu", score_threshold: float | None = None,
                  policy: str = "closest_center", unknown: bool = True, stuff_area_threshold: int | None = None,
                  max_detections: int = 100, threads: int | None = None, head_stride: int = 1,
-                 input_size: Sequence[int] | None = None):
+                 input_size: Sequence[int] | None = None, fusion: str = "parameter_free",
+                 fusion_state: dict | None = None):
         self.metadata = metadata
         self.taxonomy = Taxonomy.from_dict(metadata["taxonomy"])
         self.input_size = tuple(int(v) for v in metadata["input_size"])  # (H, W)
@@ -93,6 +98,8 @@ class Predictor:
                                  f"got {input_size}")
         self.fixed_input_size = input_size  # None: each image's aspect ratio at the checkpoint's pixel budget
         self.policy, self.unknown, self.threads = policy, unknown, threads
+        check_fusion(fusion, metadata, metadata.get("checkpoint_path", "the checkpoint"))
+        self.fusion, self.fusion_state = fusion, fusion_state
         self._runtimes: OrderedDict[tuple[int, int], tuple] = OrderedDict()  # input size -> (backend, head)
         self._backend_choice = backend  # 'auto' is resolved once, by the first backend built
         self._runtime(self.fixed_input_size or self.input_size)
@@ -122,14 +129,23 @@ class Predictor:
                 backend.skipped = self.skipped
         # The threshold is in input pixels at the checkpoint's size: keep its fraction of the image.
         area = self.stuff_area_threshold * size[0] * size[1] / (self.input_size[0] * self.input_size[1])
+        if self.fusion == "hps_isi" and backend.name not in ("cpu", "cuda"):
+            raise ValueError(f"fusion hps_isi reads the semantic branch's features through a hook: it runs on the "
+                             f"cpu or cuda backend, not {backend.name}")
         # Values are checked once, on the network outputs (_fuse), not again on their upsampled copies.
-        head = PanopticHead.from_taxonomy(self.taxonomy, policy=self.policy, unknown=self.unknown,
-                                          stuff_area_threshold=int(round(area)) // self.head_stride ** 2,
-                                          check_values=False).eval()
-        # The TensorRT backend compiles the head too (cached); every other backend returns it unchanged.
-        example = head_example_inputs(head, self.taxonomy.num_classes, self.taxonomy.thing_train_ids,
-                                      [v // self.head_stride for v in size], self.max_detections)
-        head = backend.compile_head(head, example)
+        head = build_fusion(self.fusion, self.taxonomy, stuff_area_threshold=int(round(area)) // self.head_stride ** 2,
+                            policy=self.policy, unknown=self.unknown, state_dict=self.fusion_state,
+                            max_instances=self.max_detections, check_values=False,
+                            feature_channels=int(getattr(self.model, "config", {}).get("head_channels", 64))).eval()
+        if hasattr(head, "attach"):
+            head.attach(self.model)  # hps_isi reads the semantic branch's features
+        if isinstance(head, PanopticHead):
+            # The TensorRT backend compiles the head too (cached); every other backend returns it unchanged.
+            example = head_example_inputs(head, self.taxonomy.num_classes, self.taxonomy.thing_train_ids,
+                                          [v // self.head_stride for v in size], self.max_detections)
+            head = backend.compile_head(head, example)
+        else:
+            head = head.to(backend.device)
         self._runtimes[size] = (backend, head)
         while len(self._runtimes) > MAX_BACKENDS:
             self._runtimes.popitem(last=False)
@@ -151,6 +167,10 @@ class Predictor:
 
         model, metadata = load_checkpoint(path, expected_taxonomy=expected_taxonomy)
         metadata = dict(metadata, checkpoint_path=str(path))
+        if kwargs.get("fusion", "parameter_free") in TRAINABLE:
+            from .model.checkpoint import read_checkpoint
+
+            kwargs.setdefault("fusion_state", read_checkpoint(path).get("fusion_state_dict"))
         return cls(model, metadata, backend=backend, **kwargs)
 
     @classmethod
@@ -196,6 +216,8 @@ class Predictor:
         ids, semantic, det = self._fuse(outputs)
         t3 = time.perf_counter()
         scores = det["scores"].cpu().numpy()
+        if getattr(self.head, "box_free", False):  # its instances are not the detections
+            scores = np.ones((scores.shape[0], max(scores.shape[1], self.max_detections)), np.float32)
         results = [self._finish(ids[i], scores[i], image.shape[:2], semantic[i]) for i, image in enumerate(images)]
         for i, (image, result) in enumerate(zip(images, results)):
             result.detections = self._detections(det, i, image.shape[:2])

@@ -7,6 +7,7 @@
     panoptic-eval bag BAG --model CKPT --out DIR --write-bag OUT_BAG      # the node's pipeline, outputs to a bag
     panoptic-eval bag BAG --predictions REC_BAG --out DIR                 # recorded node outputs (live replay)
     panoptic-eval bag BAG --labels truth --out DIR                        # the grid from the bag's own labels
+    panoptic-eval compare DATA_DIR --model CKPT [--trained NAME=CKPT] --out DIR  # every fusion, one table
 
 With --model on a bag with bird's-eye truth (/ground_truth/grid of panoptic-world bag), the node's pipeline also
 makes every frame's grid, with the camera pose from the bag's /tf_static and /tf (the camera.* parameters only without
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="split of a COCO or Cityscapes root (default: the one starting with 'val')")
     model.add_argument("--out", type=Path, default=None, help="report folder (default: print only)")
     add_predictor_args(model)
+    from .compare import add_compare_parser
+
+    add_compare_parser(subs)
     return parser
 
 
@@ -170,6 +174,11 @@ def main(argv=None) -> int:
             return (run_bag_pipeline if args.write_bag is not None else run_bag)(args)
         if args.command == "model":
             return run_model(args)
+        if args.command == "compare":
+            from .compare import compare
+
+            compare(args)
+            return 0
         folders = PanopticFolders(args.gt_json, args.gt_dir, args.pred_json, args.pred_dir)
         if args.command == "cityscapes":
             labels = {c.id: c.name for c in Taxonomy.cityscapes().categories}

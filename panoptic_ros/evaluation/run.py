@@ -28,6 +28,7 @@ from .semantic import SemanticAccumulator
 
 # = predictor.HEAD_STRIDES (tested); a copy, as importing the predictor loads torch for every subcommand
 HEAD_STRIDES = (1, 2, 4)
+from ..fusion import FUSIONS  # noqa: E402 (torch-free)
 
 
 def evaluate_predictor(predictor, samples: Iterable[Sample], out: Path | None, title: str, worst: int = 6,
@@ -86,7 +87,7 @@ def _predictor(args):
     return Predictor.from_checkpoint(args.model, backend=args.backend, score_threshold=args.score_threshold,
                                      stuff_area_threshold=args.stuff_area_threshold, policy=args.policy,
                                      unknown=args.unknown, head_stride=args.head_stride,
-                                     input_size=args.input_size)
+                                     input_size=args.input_size, fusion=args.fusion)
 
 
 def run_model(args) -> int:
@@ -140,7 +141,8 @@ def run_bag(args) -> int:
 def _settings(predictor, args) -> dict:
     return {"score_threshold": predictor.score_threshold, "stuff_area_threshold": predictor.stuff_area_threshold,
             "policy": args.policy, "unknown": args.unknown, "head_stride": predictor.head_stride,
-            "input_size": list(args.input_size) if args.input_size else "image aspect at the checkpoint's pixels"}
+            "input_size": list(args.input_size) if args.input_size else "image aspect at the checkpoint's pixels",
+            "fusion": predictor.fusion}
 
 
 def add_predictor_args(parser) -> None:
@@ -154,6 +156,8 @@ def add_predictor_args(parser) -> None:
                         choices=("closest_center", "highest_confidence", "smallest_first"))
     parser.add_argument("--unknown", action=__import__("argparse").BooleanOptionalAction, default=True,
                         help="predict unknown for thing pixels no detection explains")
+    parser.add_argument("--fusion", default="parameter_free", choices=FUSIONS,
+                        help="panoptic fusion (parameter_free = the head; --policy / --unknown apply to it only)")
     parser.add_argument("--head-stride", type=int, default=1, choices=HEAD_STRIDES,
                         help="panoptic head on a grid this many times coarser than the network input (1 = exact)")
     parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),

@@ -41,6 +41,9 @@ DEFAULTS = {
     "train": {"steps": 10000, "batch_size": 8, "workers": 2, "amp": True, "log_every": 20,
               "val_every": 1000, "ckpt_every": 1000, "snapshots": False, "seed": 0, "score_threshold": 0.4},
     "out": "runs/panoptic",
+    # Which panoptic fusion the training serves (panoptic_ros.fusion): parameter_free trains the network alone;
+    # learned_conv / hps / hps_isi fine-tune through panoptic_ros.fusion.train (needs --init).
+    "fusion": {"name": "parameter_free", "loss_weight": 1.0, "lr": None},  # lr: of the fusion's own layers
 }
 
 
@@ -246,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if cfg["fusion"]["name"] != "parameter_free":
+        from ..fusion.train import train_fusion
+
+        return train_fusion(cfg, args, device)
     rank, world = 0, 1
     if distributed:
         if device.type == "cuda":

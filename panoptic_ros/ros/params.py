@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..bev import DEFAULT_FOOTPRINT_DEPTHS
+from ..fusion import FUSIONS
 from ..geometry import GridSpec, Pose
 
 BACKENDS = ("auto", "tensorrt", "cuda", "cpu", "onnxruntime")
@@ -43,6 +44,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("score_threshold", -1.0, "Detections below this score are dropped before the panoptic head; "
               "-1 = the model's value chosen on validation data (the paper's 0.4 if it has none).",
               range=(-1.0, 1.0)),
+    ParamSpec("fusion", "parameter_free",
+              "Panoptic fusion of semantic logits and detections (README 'Fusions'): parameter_free (the head "
+              "below), heuristic, center_vote, or learned_conv / hps / hps_isi with a checkpoint trained for them.",
+              choices=FUSIONS),
     ParamSpec("overlap_policy", "closest_center",
               "How the head splits pixels claimed by two boxes of one class.", choices=OVERLAP_POLICIES),
     ParamSpec("unknown", True, "Label thing-class pixels that no detection explains as unknown (void)."),
@@ -144,6 +149,7 @@ class NodeConfig:
     head_stride: int = 1
     ego_mask: str = ""
     footprint_depths: tuple[tuple[str, float], ...] = tuple(DEFAULT_FOOTPRINT_DEPTHS.items())  # (class, metres)
+    fusion: str = "parameter_free"
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> "NodeConfig":
@@ -179,7 +185,8 @@ class NodeConfig:
             max_consecutive_failures=int(v["max_consecutive_failures"]),
             head_stride=int(v["head_stride"]), ego_mask=str(v["ego_mask"]),
             footprint_depths=tuple((name, float(v[f"footprint_depth.{name.replace(' ', '_')}"]))
-                                   for name in DEFAULT_FOOTPRINT_DEPTHS))
+                                   for name in DEFAULT_FOOTPRINT_DEPTHS),
+            fusion=str(v["fusion"]))
 
 
 def _check(spec: ParamSpec, value: Any) -> None:

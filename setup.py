@@ -26,6 +26,8 @@ setup(
                       "matplotlib", "PyYAML"],
     extras_require={
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
+        # CPU speed: the openvino backend (FP32 / BF16 / INT8) and INT8 calibration (panoptic-export --int8).
+        "openvino": ["openvino", "nncf", "onnx", "onnxscript"],
         # GPU machines only: TensorRT's libraries come from NVIDIA's index.
         "tensorrt": ["torch-tensorrt"],
         "test": ["pytest", "pytest-timeout", "hypothesis", "panopticapi-lite", "cityscapesscripts", "hotcoco"],

@@ -181,10 +181,9 @@ class PanopticNode(Node):
         cfg = self.config
         path = Path(cfg.model_path) if cfg.model_path else resources.default_model_path()
         self.model_path = path
-        kwargs = dict(backend=cfg.backend, score_threshold=cfg.score_threshold, policy=cfg.overlap_policy,
+        kwargs = dict(backend=cfg.backend, precision=cfg.precision, score_threshold=cfg.score_threshold, policy=cfg.overlap_policy,
                       unknown=cfg.unknown, stuff_area_threshold=cfg.stuff_area_threshold, head_stride=cfg.head_stride)
-        if cfg.threads:
-            kwargs["threads"] = cfg.threads
+        kwargs["threads"] = cfg.threads  # 0 = the physical cores, for torch, ONNX Runtime and OpenVINO alike
         if cfg.input_size is not None:
             if "input_size" not in inspect.signature(Predictor.__init__).parameters:
                 raise ValueError(f"parameter input_size={list(cfg.input_size)}: this Predictor runs models at their "

@@ -39,13 +39,15 @@ class Predictor:
             ``None`` = the checkpoint's ``metadata['inference']`` value, else the paper's 4096 px at COCO scale
             scaled to the network input area.
         max_detections: K, the static number of detection slots.
+        precision: network precision when ``backend`` is a name (see ``runtime.create_backend``).
         head_stride: run the panoptic head on a grid ``head_stride`` times coarser than the network input
             (1 = full input resolution, 4 = the logits' own 1/4 grid) and upsample its ids; cheaper, blockier.
     """
 
     def __init__(self, model: torch.nn.Module, metadata: dict, backend="cpu", score_threshold: float | None = None,
                  policy: str = "closest_center", unknown: bool = True, stuff_area_threshold: int | None = None,
-                 max_detections: int = 100, threads: int | None = None, head_stride: int = 1):
+                 max_detections: int = 100, threads: int | None = None, head_stride: int = 1,
+                 precision: str = "auto"):
         from .runtime import create_backend
 
         self.metadata = metadata
@@ -71,7 +73,7 @@ class Predictor:
         self.head = PanopticHead.from_taxonomy(self.taxonomy, policy=policy, unknown=unknown,
                                                stuff_area_threshold=area, check_values=False).eval()
         self.backend = backend if not isinstance(backend, str) else create_backend(
-            backend, model, self.input_size, metadata=metadata, threads=threads)
+            backend, model, self.input_size, metadata=metadata, threads=threads, precision=precision)
         self.device = self.backend.device
         # The TensorRT backend compiles the head too (cached); every other backend returns it unchanged.
         from .runtime.export import head_example_inputs

@@ -17,9 +17,10 @@ from panoptic_ros.data.world import SyntheticWorld, WorldConfig
 from panoptic_ros.model.checkpoint import build_metadata, save_checkpoint
 from panoptic_ros.model.network import PanopticNet
 from panoptic_ros.predictor import Predictor
-from panoptic_ros.runtime import (AUTO_ORDER, FACTORIES, ArtifactCache, BackendUnavailable, create_backend,
+from panoptic_ros.runtime import (FACTORIES, ArtifactCache, BackendUnavailable, create_backend,
                                   default_cache_dir, model_hash)
 from panoptic_ros.runtime import bench
+from panoptic_ros.runtime.auto import CPU_CANDIDATES
 from panoptic_ros.runtime.backends import _import_torch_tensorrt
 from panoptic_ros.taxonomy import Taxonomy
 
@@ -98,29 +99,29 @@ def test_auto_logs_its_choice_and_the_reasons(net, cache_dir, caplog):
     model, metadata = net
     with caplog.at_level(logging.INFO, logger="panoptic_ros.runtime"):
         backend = create_backend("auto", model, INPUT, metadata=metadata, cache_dir=cache_dir)
-    chosen = AUTO_ORDER.index(backend.name)
     skipped = backend.describe()["skipped"]
-    assert list(skipped) == list(AUTO_ORDER[:chosen])
     assert f"backend auto -> {backend.name}" in caplog.text
     for name, reason in skipped.items():
         assert reason and f"{name}: {reason}" in caplog.text
-    if not CUDA:
-        assert backend.name == "onnxruntime"
+    if not CUDA:  # the GPU backends first, with their reasons; then every CPU candidate but the chosen one
+        assert list(skipped)[:2] == ["tensorrt", "cuda"]
         assert "CUDA is not available" in skipped["cuda"] and "CUDA is not available" in skipped["tensorrt"]
+        chosen = f"{backend.name}/{backend.describe()['precision']}"
+        assert set(skipped) == {"tensorrt", "cuda"} | {f"{n}/{p}" for n, p in CPU_CANDIDATES} - {chosen}
 
 
-def test_auto_falls_back_past_a_failing_backend(net, monkeypatch, caplog):
+def test_auto_falls_back_past_a_failing_backend(net, monkeypatch, caplog, tmp_path):
     model, metadata = net
 
     def broken(*args, **kwargs):
         raise BackendUnavailable("exporting the network to ONNX failed: test")
 
-    for name in ("tensorrt", "cuda", "onnxruntime"):
+    for name in ("tensorrt", "cuda", "openvino", "onnxruntime"):
         monkeypatch.setitem(FACTORIES, name, broken)
     with caplog.at_level(logging.INFO, logger="panoptic_ros.runtime"):
-        backend = create_backend("auto", model, INPUT, metadata=metadata)
+        backend = create_backend("auto", model, INPUT, metadata=metadata, cache_dir=tmp_path)
     assert backend.name == "cpu"
-    assert backend.describe()["skipped"]["onnxruntime"] == "exporting the network to ONNX failed: test"
+    assert backend.describe()["skipped"]["onnxruntime/fp32"] == "exporting the network to ONNX failed: test"
     assert "backend auto -> cpu" in caplog.text
     with pytest.raises(ValueError, match="unknown backend"):
         create_backend("tpu", model, INPUT)

@@ -280,6 +280,35 @@ def test_bench_smoke_writes_the_json_keys(net, cache_dir, tmp_path, capsys, monk
     assert "end to end / network" in printed
 
 
+def test_bench_compares_precisions_to_onnxruntime_fp32_with_heldout_pq(net, cache_dir, tmp_path, capsys, monkeypatch):
+    from panoptic_ros.data.cli import main as world_main
+    from panoptic_ros.runtime.quantize import HOW_TO_CALIBRATE
+
+    model, metadata = net
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, metadata)
+    data = tmp_path / "heldout"
+    assert world_main(["generate", "--out", str(data), "--seed", "2", "--frames", "2", "--width", str(INPUT[1]),
+                       "--height", str(INPUT[0]), "--quiet"]) == 0
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    code = bench.main(["--model", str(ckpt), "--backends", "onnxruntime/fp32,onnxruntime/int8,cpu", "--frames", "2",
+                       "--warmup", "1", "--threads", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                       "--eval", str(data)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert report["skipped"] == {"onnxruntime/int8": HOW_TO_CALIBRATE}  # no calibrated model in this cache
+    ort_result, cpu_result = report["results"]
+    assert ort_result["vs_reference"]["network_speedup"] == 1.0
+    assert cpu_result["vs_reference"]["network_speedup"] == pytest.approx(
+        ort_result["stages_ms"]["network"] / cpu_result["stages_ms"]["network"], rel=1e-2)
+    # same weights, both FP32: the same held-out PQ, measured on the 2 frames
+    assert ort_result["heldout_pq"]["frames"] == 2 and ort_result["heldout_pq"]["minus_fp32"] == 0.0
+    assert cpu_result["heldout_pq"]["all"] == pytest.approx(ort_result["heldout_pq"]["all"], abs=0.5)
+    assert "network x faster" in printed and "held-out PQ" in printed
+    assert bench.main(["--model", str(ckpt), "--backends", "openvino/fp64"]) == 2
+
+
 def test_paired_ratio_divides_within_frames():
     network, other = [100.0, 90.0, 110.0], [5.0, 30.0, 5.5]  # the second frame hit a slow moment after the network
     totals = [n + o for n, o in zip(network, other)]

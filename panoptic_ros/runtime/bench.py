@@ -188,8 +188,8 @@ def add_ratios(results: list[dict]) -> None:
         ref = next((x for x in results if _label(x) == REFERENCE and x["head_stride"] == r["head_stride"]), None)
         if ref is not None:
             r["vs_reference"] = {"reference": REFERENCE,
-                                 "network_speedup": round(ref["stages_ms"]["network"] / r["stages_ms"]["network"], 3),
-                                 "end_to_end_speedup": round(ref["end_to_end_ms"] / r["end_to_end_ms"], 3)}
+                                 "network_speedup": float(f"{ref['stages_ms']['network'] / r['stages_ms']['network']:.4g}"),
+                                 "end_to_end_speedup": float(f"{ref['end_to_end_ms'] / r['end_to_end_ms']:.4g}")}
 
 
 def _table(results: list[dict]) -> str:
@@ -214,7 +214,7 @@ def _table(results: list[dict]) -> str:
         lines.append("held-out PQ".ljust(20) + "".join(f"{r['heldout_pq']['all']:{width}.2f}" if "heldout_pq" in r
                                                       else "-".rjust(width) for r in results))
         lines.append("  minus fp32 PQ".ljust(20) + "".join(
-            f"{r['heldout_pq']['minus_fp32']:{width}+.2f}" if r.get("heldout_pq", {}).get("minus_fp32") is not None
+            f"{r['heldout_pq']['minus_fp32']:+{width}.2f}" if r.get("heldout_pq", {}).get("minus_fp32") is not None
             else "-".rjust(width) for r in results))
     lines.append("CPU time (median ms)")
     for stage in ("network",) + CPU_STAGES + ("end_to_end",):
@@ -333,13 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
               "threads": args.threads or "physical cores", "eval": str(args.eval) if args.eval else None,
               "frames": args.frames, "warmup": args.warmup, "encode_with": encode_with, "results": results,
               "skipped": skipped}
+    if args.out:  # first: a long run's figures survive whatever happens after
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1, default=str))
     if results:
         print(_table(results))
     print(f"encode: {encode_with}")
     print(f"load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} cores")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1, default=str))
         print(f"wrote {args.out}")
     return 0 if results else 1
 

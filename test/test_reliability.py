@@ -769,10 +769,15 @@ def test_camera_pose_source_tf_without_tf2_ros_fails_at_start(checkpoint, ros_en
 
 @pytest.mark.slow
 def test_auto_backend_falls_back_by_its_rules(fresh):
-    """No TensorRT / CUDA here: auto must skip them and run on onnxruntime (the next in AUTO_ORDER), and work."""
+    """No TensorRT / CUDA here: auto must skip them, probe the CPU candidates (runtime.auto) and run on the
+    fastest correct one, with a reason for every other."""
+    from panoptic_ros.runtime.auto import CPU_CANDIDATES
+
     h = fresh(backend="auto")
-    assert h.node.predictor.backend_name == "onnxruntime"
-    assert set(h.node.predictor.backend.skipped) == {"tensorrt", "cuda"}
+    backend = h.node.predictor.backend
+    chosen = f"{backend.name}/{backend.describe()['precision']}"
+    assert chosen in {f"{n}/{p}" for n, p in CPU_CANDIDATES}
+    assert set(backend.skipped) == {"tensorrt", "cuda"} | {f"{n}/{p}" for n, p in CPU_CANDIDATES} - {chosen}
     assert h.wait_outputs(h.send_image(rgb8(street())))
 
 
@@ -780,7 +785,7 @@ def test_auto_backend_falls_back_by_its_rules(fresh):
 def test_auto_backend_fallback_says_why(fresh, capfd):
     h = fresh(backend="auto")
     err = capfd.readouterr().err
-    assert "backend onnxruntime" in err
+    assert f"backend {h.node.predictor.backend_name} in use" in err
     assert re.search(r"tensorrt.*(cannot be imported|CUDA is not available)", err), err[-3000:]
     t0 = time.monotonic()
     h.wait_outputs(h.send_image(rgb8(street())))

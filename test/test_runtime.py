@@ -246,6 +246,23 @@ def test_tensorrt_backend_matches_eager_and_caches(net, tmp_path, precision):
     assert again.describe()["cache"]["status"] == "hit"
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(_tensorrt_problem() is not None, reason=f"TensorRT backend unavailable: {_tensorrt_problem()}")
+def test_tensorrt_int8_from_world_frames_stays_close(net, tmp_path):
+    """INT8 (ModelOpt PTQ) calibrated on world frames through the Predictor's preprocessing, as panoptic-export
+    --int8 does; relative error within auto's INT8 tolerance on a frame not in the calibration set."""
+    from panoptic_ros.runtime.auto import TOLERANCE, relative_error
+
+    model, metadata = net
+    predictor = Predictor(model, metadata, backend="cpu")
+    world = SyntheticWorld(WorldConfig(width=INPUT[1], height=INPUT[0]), seed=3)
+    batches = [predictor.preprocess([world.frame(i).image]) for i in range(9)]
+    trt = create_backend("tensorrt", model, INPUT, precision="int8", cache_dir=tmp_path, calibration=batches[:8])
+    with torch.no_grad():
+        want = model(batches[8])
+    assert relative_error({k: v.cpu() for k, v in trt.run(batches[8]).items()}, want) < TOLERANCE["int8"]
+
+
 # -- bench ------------------------------------------------------------------------------------------------
 def test_bench_smoke_writes_the_json_keys(net, cache_dir, tmp_path, capsys, monkeypatch):
     model, metadata = net
@@ -322,3 +339,34 @@ def test_paired_ratio_divides_within_frames():
 def test_bench_needs_a_model(tmp_path, capsys):
     assert bench.main(["--model", str(tmp_path / "missing.pt"), "--frames", "1"]) == 2
     assert "pass --model" in capsys.readouterr().err
+
+
+# -- TensorRT INT8: the calibration plumbing runs on the CPU; the engine build needs a GPU ---------------------
+def test_tensorrt_int8_calibration_set_is_checked_and_fed_once(net):
+    from panoptic_ros.runtime.backends import TensorRTBackend, calibration_loop, check_calibration
+
+    model, metadata = net
+    good = [torch.randn(1, 3, *INPUT, dtype=torch.float64) for _ in range(3)]
+    for bad, match in ((None, "needs calibration batches"), ([], "empty"),
+                       ([torch.zeros(1, 3, 64, 64)], r"batch 0 is .*expected float \(B, 3, 128, 256\)"),
+                       ([torch.zeros(1, 3, *INPUT, dtype=torch.uint8)], "batch 0 is torch.uint8")):
+        with pytest.raises(ValueError, match=match):  # before any GPU check: the caller's error on every machine
+            TensorRTBackend(model, INPUT, precision="int8", calibration=bad)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append((x.dtype, x.device.type, torch.is_grad_enabled(), x.clone()))
+            return x
+
+    calibration_loop(check_calibration(good, INPUT), torch.device("cpu"))(Recorder())
+    assert len(seen) == 3 and all(s[:3] == (torch.float32, "cpu", False) for s in seen)
+    assert all(torch.equal(s[3], g.float()) for s, g in zip(seen, good))
+
+
+@pytest.mark.skipif(_tensorrt_problem() is None, reason="TensorRT works here: the message path is not taken")
+def test_tensorrt_int8_with_a_valid_calibration_set_says_why_it_cannot_build(net):
+    from panoptic_ros.runtime.backends import TensorRTBackend
+
+    with pytest.raises(BackendUnavailable, match="torch_tensorrt cannot be imported|CUDA is not available"):
+        TensorRTBackend(net[0], INPUT, precision="int8", calibration=[torch.zeros(1, 3, *INPUT)])

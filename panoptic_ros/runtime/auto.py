@@ -5,8 +5,8 @@ Order and rules:
 1. GPU: ``tensorrt``, then ``cuda``: the first that works is taken without a probe (nothing here can time a
    GPU; on a machine with one these were always chosen first).
 2. CPU, probed: every candidate of :data:`CPU_CANDIDATES` that can be built here (``openvino`` int8 / bf16 /
-   fp32, ``onnxruntime`` int8 / fp32, ``cpu`` fp32) runs one warm-up and :data:`PROBE_RUNS` timed forwards of
-   one fixed input; a candidate is *correct* when every output is finite and within :data:`TOLERANCE` (relative
+   fp32, ``onnxruntime`` int8 / fp32, ``cpu`` fp32) runs one warm-up, then :data:`PROBE_RUNS` timed forwards of
+   one fixed input, the candidates taking turns (so a change in the machine's load hits all of them alike); a candidate is *correct* when every output is finite and within :data:`TOLERANCE` (relative
    RMS error per output, by precision) of eager torch FP32 on that input. The fastest correct one by median
    time wins; ties within the noise go to the earlier in the list.
    INT8 candidates are only built from a calibrated INT8 model already in the cache (``panoptic-export --int8
@@ -91,15 +91,6 @@ def probe_input(input_size) -> torch.Tensor:
     return torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
 
 
-def _time(backend: Backend, x: torch.Tensor) -> tuple[float, dict]:
-    out = backend.run(x)  # warm-up (first-call allocations)
-    times = []
-    for _ in range(PROBE_RUNS):
-        t0 = time.perf_counter()
-        out = backend.run(x)
-        times.append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times), out
-
 
 def _build(name: str, precision: str, model, input_size, options: dict) -> Backend:
     backend = FACTORIES[name](model, input_size, precision=precision, **options)
@@ -114,27 +105,34 @@ def probe(model, input_size, candidates, options: dict) -> dict:
     with torch.no_grad():
         want = {k: v.float() for k, v in model.eval()(x.to(next(model.parameters()).device)).items()}
         want = {k: v.cpu() for k, v in want.items()}
-    ms, errors, reasons = {}, {}, {}
-    for name, precision in candidates:
+    ms, errors, reasons, correct = {}, {}, {}, {}
+    for name, precision in candidates:  # build, warm up and check each
         key = label(name, precision)
         try:
             backend = _build(name, precision, model, input_size, options)
+            out = backend.run(x)  # also the warm-up (first-call allocations)
         except BackendUnavailable as exc:
             reasons[key] = str(exc)
             continue
-        try:
-            median, out = _time(backend, x)
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot run is not chosen, the others can
             reasons[key] = f"failed in the probe: {type(exc).__name__}: {exc}"
             continue
-        finally:
-            del backend
         errors[key] = relative_error({k: v.cpu() for k, v in out.items()}, want)
         if errors[key] > TOLERANCE[precision]:
             reasons[key] = (f"wrong: relative error {errors[key]:.3g} vs eager torch fp32 "
                             f"(tolerance {TOLERANCE[precision]:g} for {precision})")
             continue
-        ms[key] = round(median, 2)
+        correct[key] = backend
+    # Timed round-robin: on a shared machine the load changes from second to second; taking turns puts every
+    # candidate through the same stretches, so the medians compare the candidates, not the moments.
+    times: dict[str, list[float]] = {key: [] for key in correct}
+    for _ in range(PROBE_RUNS):
+        for key, backend in correct.items():
+            t0 = time.perf_counter()
+            backend.run(x)
+            times[key].append(1e3 * (time.perf_counter() - t0))
+    correct.clear()
+    ms = {key: round(statistics.median(v), 2) for key, v in times.items()}
     chosen = None
     for key, value in ms.items():  # candidates' order: an earlier one wins a tie
         if chosen is None or value < ms[chosen] * (1 - TIE):

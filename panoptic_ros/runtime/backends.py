@@ -263,9 +263,9 @@ class TensorRTBackend(Backend):
                  calibration: Iterable[torch.Tensor] | None = None, **_):
         if precision not in ("fp16", "fp32", "int8"):
             raise BackendUnavailable(f"tensorrt runs fp16, fp32 or int8, not {precision}")
+        if precision == "int8":  # checked before the GPU: a wrong calibration set is the caller's error anywhere
+            calibration = check_calibration(calibration, input_size)
         self.trt = _import_torch_tensorrt()
-        if precision == "int8" and calibration is None:
-            raise ValueError("INT8 needs calibration batches (calibration=[normalised (B, 3, H, W) tensors])")
         self.device = torch.device("cuda")
         self.precision = precision
         self.input_size = tuple(int(v) for v in input_size)
@@ -307,12 +307,7 @@ class TensorRTBackend(Backend):
             except ImportError as exc:
                 raise BackendUnavailable(f"INT8 calibration needs nvidia-modelopt ({exc})") from exc
 
-            def calibrate(m):
-                with torch.no_grad():
-                    for batch in calibration:
-                        m(batch.to(self.device, torch.float32))
-
-            mtq.quantize(net, mtq.INT8_DEFAULT_CFG, forward_loop=calibrate)
+            mtq.quantize(net, mtq.INT8_DEFAULT_CFG, forward_loop=calibration_loop(calibration, self.device))
             with export_torch_mode():
                 program = torch.export.export(net, (example,), strict=False)
         else:
@@ -358,6 +353,32 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> dict:
         return dict(super().describe(), precision=self.precision, **self.environment)
+
+
+def check_calibration(calibration, input_size) -> list[torch.Tensor]:
+    """The INT8 calibration set as a list of float (B, 3, H, W) tensors at ``input_size``, or ValueError."""
+    if calibration is None:
+        raise ValueError("INT8 needs calibration batches (calibration=[normalised (B, 3, H, W) tensors]; "
+                         "panoptic-export --int8 --calibration DATA makes them from a data-set folder)")
+    batches = [torch.as_tensor(b) for b in calibration]
+    if not batches:
+        raise ValueError("INT8 calibration set is empty")
+    want = (3, *(int(v) for v in input_size))
+    for i, b in enumerate(batches):
+        if b.dim() != 4 or tuple(b.shape[1:]) != want or not b.is_floating_point():
+            raise ValueError(f"INT8 calibration batch {i} is {b.dtype} {tuple(b.shape)}, expected float (B, {want[0]}, "
+                             f"{want[1]}, {want[2]}) normalised as the Predictor does")
+    return batches
+
+
+def calibration_loop(batches: list[torch.Tensor], device) -> Callable[[torch.nn.Module], None]:
+    """ModelOpt's ``forward_loop``: every calibration batch through the model once, float32 on ``device``,
+    without gradients (the quantizers record activation ranges in these forwards)."""
+    def forward_loop(model: torch.nn.Module) -> None:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch.to(device, torch.float32))
+    return forward_loop
 
 
 def _eager(device: str) -> Callable[..., Backend]:

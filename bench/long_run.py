@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     counters = {k: delta(k) for k in ("frames received", "frames processed", "frames dropped (stale)",
                                       "frames with bad input")}
     report = {
-        "model": args.model or "shipped", "image": f"{args.width}x{args.height} rgb8", "frames": args.frames,
+        "model": args.model or "shipped", "backend": diag.get("backend"), "precision": diag.get("precision"),
+        "auto decision": diag.get("auto decision"), "image": f"{args.width}x{args.height} rgb8", "frames": args.frames,
         "warmup": args.warmup, "seconds": elapsed, "frames_per_s": args.frames / elapsed,
         "frames_without_all_outputs": len(missing),
         "published": {name: len(cam.arrivals[name]) for name in OUTPUTS},

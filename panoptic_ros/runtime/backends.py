@@ -164,8 +164,8 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable(f"onnxruntime / onnx are not installed ({exc})") from exc
         from .export import DEFAULT_OPSET, OUTPUT_NAMES
 
-        if precision not in PRECISIONS:
-            raise BackendUnavailable(f"onnxruntime runs {', '.join(PRECISIONS)}, not {precision}")
+        if precision not in ("fp16", "fp32", "int8"):
+            raise BackendUnavailable(f"onnxruntime runs fp32, int8 (and fp16 on its TensorRT provider), not {precision}")
         self.input_size = tuple(int(v) for v in input_size)
         self.threads = resolve_threads(threads)
         available = ort.get_available_providers()

@@ -143,3 +143,13 @@ def test_int8_tensorrt_without_gpu_exits_2_with_the_reason(checkpoint, world_fol
     assert main([str(checkpoint[0]), "--out", str(tmp_path / "o"), "--int8", "--calibration", str(world_folder),
                  "--calibration-frames", "2", "--format", "tensorrt"]) == 2
     assert "tensorrt int8: not built:" in capsys.readouterr().err
+
+
+def test_int8_without_nncf_says_what_to_install(checkpoint, world_folder, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nncf", None)  # `import nncf` raises ImportError
+    assert main([str(checkpoint[0]), "--out", str(tmp_path / "o"), "--int8", "--calibration", str(world_folder),
+                 "--calibration-frames", "1", "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "INT8 quantization needs nncf" in err and "Traceback" not in err and len(err.splitlines()) == 1

@@ -240,11 +240,17 @@ def export_int8(args, model, metadata: dict, input_size) -> int:
     status = 0
     if fmt in ("onnx", "all"):
         t0 = time.perf_counter()
-        source, _ = fp32_onnx(model, input_size, args.cache_dir, args.opset)
+        try:
+            source, _ = fp32_onnx(model, input_size, args.cache_dir, args.opset)
+        except BackendUnavailable as exc:
+            return _fail(f"ONNX export failed: {exc}")
         # A new calibration replaces the cached one (same checkpoint, other data or settings).
         entry = ArtifactCache(args.cache_dir).entry_dir(INT8_KIND, int8_identity(model, input_size, args.opset, keep))
         shutil.rmtree(entry, ignore_errors=True)
-        path, outcome = int8_onnx(model, input_size, source, args.cache_dir, args.opset, batches, keep)
+        try:
+            path, outcome = int8_onnx(model, input_size, source, args.cache_dir, args.opset, batches, keep)
+        except BackendUnavailable as exc:  # e.g. nncf not installed
+            return _fail(f"INT8 ONNX model not built: {exc}")
         shutil.copyfile(path, args.out / "network_int8.onnx")
         manifest["files"]["onnx_int8"] = {"path": "network_int8.onnx", "cache_entry": str(path),
                                           "seconds": round(time.perf_counter() - t0, 1)}

@@ -98,6 +98,7 @@ def world_folder(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # builds ONNX + OpenVINO models (and calibrates): ~1 min on a shared 2-core machine
 def test_int8_export_writes_the_model_caches_it_and_prints_heldout_pq(checkpoint, world_folder, tmp_path, capsys,
                                                                       monkeypatch):
     pytest.importorskip("nncf", reason="nncf is not installed (pip install nncf)")

@@ -115,6 +115,7 @@ def test_int8_needs_a_calibrated_model(net, tmp_path):
         assert str(info.value) == HOW_TO_CALIBRATE
 
 
+@pytest.mark.slow  # builds ONNX + OpenVINO models (and calibrates): ~1 min on a shared 2-core machine
 def test_int8_quantized_keeps_the_heads_in_float_and_stays_close(net, cache_dir, calibration, frames):
     import onnx
 
@@ -167,6 +168,7 @@ def test_sensitive_nodes_find_first_conv_and_heads(net, cache_dir):
 
 
 # -- auto -------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # builds ONNX + OpenVINO models (and calibrates): ~1 min on a shared 2-core machine
 def test_auto_probes_once_then_uses_its_cached_decision(net, cache_dir, caplog, monkeypatch):
     model, metadata = net
     with caplog.at_level(logging.INFO, logger="panoptic_ros.runtime"):
@@ -194,6 +196,7 @@ def test_auto_probes_once_then_uses_its_cached_decision(net, cache_dir, caplog, 
     assert f"backend auto -> {second.name}" in caplog.text
 
 
+@pytest.mark.slow  # builds ONNX + OpenVINO models (and calibrates): ~1 min on a shared 2-core machine
 def test_auto_without_openvino_falls_back_by_the_documented_order(net, tmp_path, monkeypatch, caplog):
     model, metadata = net
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
@@ -209,6 +212,7 @@ def test_auto_without_openvino_falls_back_by_the_documented_order(net, tmp_path,
     assert "openvino cannot be imported" in backend.describe()["auto"]["reasons"]["openvino/fp32"]
 
 
+@pytest.mark.slow  # builds ONNX + OpenVINO models (and calibrates): ~1 min on a shared 2-core machine
 def test_auto_rejects_a_wrong_candidate(net, tmp_path, monkeypatch):
     model, metadata = net
     from panoptic_ros.runtime import backends

@@ -297,6 +297,7 @@ def test_bench_smoke_writes_the_json_keys(net, cache_dir, tmp_path, capsys, monk
     assert "end to end / network" in printed
 
 
+@pytest.mark.slow  # builds ONNX + OpenVINO models (and calibrates): ~1 min on a shared 2-core machine
 def test_bench_compares_precisions_to_onnxruntime_fp32_with_heldout_pq(net, cache_dir, tmp_path, capsys, monkeypatch):
     from panoptic_ros.data.cli import main as world_main
     from panoptic_ros.runtime.quantize import HOW_TO_CALIBRATE

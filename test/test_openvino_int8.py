@@ -248,11 +248,15 @@ def test_one_threads_setting_reaches_every_library(net, cache_dir, monkeypatch):
     model, _ = net
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)
-    ort_backend = create_backend("onnxruntime", model, INPUT, precision="fp32", threads=1, cache_dir=cache_dir)
-    ov_backend = create_backend("openvino", model, INPUT, threads=1, cache_dir=cache_dir)
-    assert ov_backend.compiled.get_property("INFERENCE_NUM_THREADS") == 1
-    assert ov_backend.describe()["threads"] == 1 and ort_backend.describe()["threads"] == 1
-    assert calls == [1, 1]  # torch (the head) gets the same count with each backend
+    ort_backend = create_backend("onnxruntime", model, INPUT, precision="fp32", threads=2, cache_dir=cache_dir)
+    ov_backend = create_backend("openvino", model, INPUT, threads=2, cache_dir=cache_dir)
+    assert ov_backend.compiled.get_property("INFERENCE_NUM_THREADS") == 2
+    assert ort_backend.session.get_session_options().intra_op_num_threads == 2
+    assert ov_backend.describe()["threads"] == 2 and ort_backend.describe()["threads"] == 2
+    assert calls == [1, 1]  # torch only runs the head next to them: one thread (runtime.backends.head_torch_threads)
+    calls.clear()
+    create_backend("cpu", model, INPUT, threads=2)
+    assert calls and set(calls) == {2}  # torch runs the network: all the threads
     default = create_backend("openvino", model, INPUT, cache_dir=cache_dir)  # threads unset: the physical cores
     assert default.compiled.get_property("INFERENCE_NUM_THREADS") == physical_cores()
     assert np.isfinite(default.run(torch.zeros(1, 3, *INPUT))["semantic"].numpy()).all()

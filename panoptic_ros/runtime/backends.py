@@ -424,8 +424,8 @@ def create_backend(name: str, model: torch.nn.Module, input_size, metadata: dict
     """The backend ``name`` at ``precision``; ``auto``: see :func:`.auto.choose_backend` (a GPU backend if one
     works, else the fastest CPU backend and precision by a timed probe, cached per machine and model).
 
-    ``threads`` (None / 0 = the physical cores) sizes every library's pool, torch's too (the panoptic head
-    runs in torch on every backend): see :mod:`.threads`. ``precision``: ``auto`` (the backend's default:
+    ``threads`` (None / 0 = the physical cores) sizes the pool of the library that runs the network (see
+    :mod:`.threads`); torch, which runs the panoptic head on every backend, gets :func:`head_torch_threads`. ``precision``: ``auto`` (the backend's default:
     tensorrt and onnxruntime-on-TensorRT fp16, the others fp32), ``fp32``, ``fp16``, ``bf16`` (openvino),
     ``int8`` (openvino / onnxruntime: a calibrated model from the cache or ``calibration``; tensorrt:
     ``calibration`` batches). ``options`` go to the factories: ``cache_dir``, ``calibration``,

@@ -5,8 +5,9 @@ onnxruntime: per physical core; OpenVINO: per core, pinned). In the node the net
 (torch), the worker, DDS and the subscriber all share the same cores, and two pools of spinning threads on two
 cores made a 640x480 frame take 1,849 ms instead of 343 ms (issue 25). So: one count, by default the physical
 cores this process may run on (hyper-threads share one core's execution units: counting them oversubscribes),
-torch's inter-op pool at 1 (the network runs one frame at a time), ONNX Runtime without spinning, OpenVINO
-unpinned with one stream.
+for the library that runs the network; torch's inter-op pool at 1 (the network runs one frame at a time), and
+one torch thread for the panoptic head next to another library (``backends.head_torch_threads``); ONNX
+Runtime without spinning, OpenVINO unpinned with one stream.
 """
 from __future__ import annotations
 

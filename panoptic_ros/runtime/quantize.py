@@ -29,7 +29,7 @@ from .cache import ArtifactCache, model_hash
 log = logging.getLogger(__name__)
 
 KEEP_FLOAT_CHOICES = ("first", "heads")
-DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("heads",)
+DEFAULT_KEEP_FLOAT: tuple[str, ...] = ("heads",)  # held-out PQ +0.10 vs FP32; nothing kept: -0.31 (README)
 INT8_KIND = "int8"
 HOW_TO_CALIBRATE = ("no INT8 model calibrated for this checkpoint and input size in the cache: run "
                     "panoptic-export CHECKPOINT --int8 --calibration DATA --out DIR")

@@ -30,6 +30,8 @@ setup(
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
         # The PQ evaluator's fast paths; each falls back to OpenCV / json without it.
         "fast": ["numba", "orjson", "zlib-ng"],
+        # CPU speed: the openvino backend (FP32 / BF16 / INT8) and INT8 calibration (panoptic-export --int8).
+        "openvino": ["openvino", "nncf", "onnx", "onnxscript"],
         # GPU machines only: TensorRT's libraries come from NVIDIA's index.
         "tensorrt": ["torch-tensorrt", "tensorrt", "nvidia-modelopt"],
         "test": ["pytest", "pytest-timeout", "hypothesis", "panopticapi-lite", "cityscapesscripts", "hotcoco"],

@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=500, help="frames before the reference RSS sample")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="node inference threads (0 = the physical cores)")
+    parser.add_argument("--backend", default="auto", help="node backend (default auto: what the node picks here)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for one frame's outputs")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--log", type=Path, default=Path("/tmp/panoptic_long_run_node.log"))
@@ -49,7 +50,8 @@ def main(argv=None) -> int:
     env = ros_env()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "FASTDDS_BUILTIN_TRANSPORTS")})
     load_start = os.getloadavg()
-    node = NodeProcess(env, args.log, args.model, {"threads": args.threads, "input_qos": "reliable"})
+    node = NodeProcess(env, args.log, args.model, {"threads": args.threads, "input_qos": "reliable",
+                                                   "backend": args.backend})
     cam = None
     sent: list[int] = []
     latency_ms: list[float] = []
@@ -109,7 +111,8 @@ def main(argv=None) -> int:
     counters = {k: delta(k) for k in ("frames received", "frames processed", "frames dropped (stale)",
                                       "frames with bad input")}
     report = {
-        "model": args.model or "shipped", "image": f"{args.width}x{args.height} rgb8", "frames": args.frames,
+        "model": args.model or "shipped", "backend": diag.get("backend"), "precision": diag.get("precision"),
+        "auto decision": diag.get("auto decision"), "image": f"{args.width}x{args.height} rgb8", "frames": args.frames,
         "warmup": args.warmup, "seconds": elapsed, "frames_per_s": args.frames / elapsed,
         "frames_without_all_outputs": len(missing),
         "published": {name: len(cam.arrivals[name]) for name in OUTPUTS},

@@ -11,7 +11,8 @@ fail of each criterion:
   - latency bounded: p99 over the last third <= 3 x the measured service time (only the newest frame waits);
   - no growth: p95 of the last third <= p95 of the first third x 1.25 + 10 ms;
   - memory flat: RSS growth from 10 s into the load to its end < 5 %;
-  - dropped frames counted: diagnostics' dropped count > 0 and received = processed + dropped (+ bad + idle).
+  - dropped frames counted: diagnostics' dropped count > 0 and received = processed + dropped + bad + idle +
+    in flight, each snapshot taken under the node's lock (so the differences between two snapshots add up too).
 
     .venv/bin/python bench/overload.py                       # shipped model, 60 s
     .venv/bin/python bench/overload.py --duration 20 --model /tmp/tiny.pt
@@ -268,7 +269,8 @@ def main(argv=None) -> int:
     parser.add_argument("--factor", type=float, default=3.0, help="input rate / processing rate (default 3)")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--threads", type=int, default=0, help="node inference threads (0 = torch default)")
+    parser.add_argument("--threads", type=int, default=0, help="node inference threads (0 = the physical cores)")
+    parser.add_argument("--backend", default="auto", help="node backend (default auto: what the node picks here)")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     parser.add_argument("--log", type=Path, default=Path("/tmp/panoptic_overload_node.log"))
     args = parser.parse_args(argv)
@@ -276,7 +278,7 @@ def main(argv=None) -> int:
     env = ros_env()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "FASTDDS_BUILTIN_TRANSPORTS")})
     load_start = os.getloadavg()
-    node = NodeProcess(env, args.log, args.model, {"threads": args.threads})
+    node = NodeProcess(env, args.log, args.model, {"threads": args.threads, "backend": args.backend})
     cam = None
     try:
         node.wait_for("ready: model", 300)
@@ -321,10 +323,11 @@ def main(argv=None) -> int:
         return int(diag.get(key, 0)) - int(base_diag.get(key, 0))
 
     counters = {k: delta(k) for k in ("frames received", "frames processed", "frames dropped (stale)",
-                                      "frames with bad input", "frames skipped (no subscribers)")}
+                                      "frames with bad input", "frames skipped (no subscribers)", "frames in flight")}
     stamps = [s for s, _ in arrivals]
     report = {
-        "model": args.model or "shipped", "image": f"{args.width}x{args.height} rgb8",
+        "model": args.model or "shipped", "backend": diag.get("backend"), "precision": diag.get("precision"),
+        "auto decision": diag.get("auto decision"), "image": f"{args.width}x{args.height} rgb8",
         "service_time_ms": service_ms, "input_rate_hz": sent / elapsed, "frames_sent": sent,
         "output_rate_hz": len(arrivals) / elapsed, "frames_published": len(arrivals),
         "latency_ms": percentiles(latencies), "latency_ms_by_third": [percentiles(t) for t in thirds],

@@ -5,7 +5,7 @@ Scenarios, each ``--repeats`` times for each signal:
   in_flight   a frame was published 20 ms ago to an idle node, so the worker is inside the network forward
               (the shipped model takes ~60 ms here) when the signal arrives;
   streaming   a camera publishes at 30 Hz and the signal comes at a random moment;
-  loading     the signal arrives while the model loads and warms up (cpu backend);
+  loading     the signal arrives while the model loads and warms up (``--backend``, default auto);
   building    backend onnxruntime with an empty cache: the signal arrives while the network is being exported
               (the CPU stand-in for a TensorRT engine build; no GPU here).
 
@@ -33,9 +33,10 @@ LIMIT_S = 2.0
 SCENARIOS = ("idle", "in_flight", "streaming", "loading", "building")
 
 
-def run_once(scenario: str, sig: int, model: str, cam: Camera | None, env: dict, workdir: Path, k: int) -> dict:
+def run_once(scenario: str, sig: int, model: str, cam: Camera | None, env: dict, workdir: Path, k: int,
+             backend: str = "auto") -> dict:
     log = workdir / f"{scenario}_{sig}_{k}.log"
-    params = {"threads": 0}
+    params = {"threads": 0, "backend": backend}
     run_env = dict(env)
     if scenario == "building":
         params["backend"] = "onnxruntime"
@@ -81,6 +82,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--backend", default="auto", help="node backend outside the building scenario (default auto)")
     parser.add_argument("--workdir", type=Path, default=None, help="node logs go here (default: a temp dir)")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="panoptic_shutdown_"))
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
         for scenario in args.scenarios:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 for k in range(args.repeats):
-                    r = run_once(scenario, sig, args.model, cam, env, workdir, k)
+                    r = run_once(scenario, sig, args.model, cam, env, workdir, k, args.backend)
                     runs.append(r)
                     print(f"{scenario:10s} {r['signal']:7s} exit {r['exit_code']} in {r['seconds']:.2f} s"
                           f"{'  TRACEBACK' if r['traceback'] else ''}{'  (' + r['note'] + ')' if r['note'] else ''}"

@@ -61,9 +61,15 @@ class _Frame:
 
 @dataclass
 class _Stats:
-    """Counters since start and samples of the current diagnostics window (guarded by the node's lock)."""
+    """Counters since start and samples of the current diagnostics window (guarded by the node's lock).
+
+    Every received frame is in exactly one of processed, dropped, bad_input, idle or in_flight (waiting or being
+    processed); each move between them happens under the lock, so any snapshot taken under it adds up:
+    received == processed + dropped + bad_input + idle + in_flight.
+    """
 
     received: int = 0
+    in_flight: int = 0  # received, not yet processed, dropped, bad or skipped (the pending and the current frame)
     processed: int = 0
     dropped: int = 0  # stale: replaced by a newer frame before the worker took it
     bad_input: int = 0
@@ -202,11 +208,10 @@ class PanopticNode(Node):
         cfg = self.config
         path = Path(cfg.model_path) if cfg.model_path else resources.default_model_path()
         self.model_path = path
-        kwargs = dict(backend=cfg.backend, score_threshold=cfg.score_threshold, policy=cfg.overlap_policy,
-                      unknown=cfg.unknown, stuff_area_threshold=cfg.stuff_area_threshold, head_stride=cfg.head_stride,
-                      fusion=cfg.fusion)
-        if cfg.threads:
-            kwargs["threads"] = cfg.threads
+        kwargs = dict(backend=cfg.backend, precision=cfg.precision, score_threshold=cfg.score_threshold,
+                      policy=cfg.overlap_policy, unknown=cfg.unknown, stuff_area_threshold=cfg.stuff_area_threshold,
+                      head_stride=cfg.head_stride, fusion=cfg.fusion)
+        kwargs["threads"] = cfg.threads  # 0 = the physical cores, for torch, ONNX Runtime and OpenVINO alike
         kwargs["input_size"] = cfg.input_size  # None: each image's aspect ratio at the checkpoint's pixel budget
         self.get_logger().info(f"loading model {path} (backend {cfg.backend})")
         forward_to_ros(self.get_logger())  # e.g. a first-run ONNX build: "building ...", "still building ..."
@@ -219,7 +224,14 @@ class PanopticNode(Node):
         self.backends_skipped = dict(getattr(predictor.backend, "skipped", {}) or {})
         for name, reason in self.backends_skipped.items():
             self.get_logger().info(f"backend {name} skipped: {reason}")
-        self.get_logger().info(f"backend {predictor.backend_name} in use")
+        info = predictor.backend.describe()
+        self.backend_values = {"precision": str(info.get("precision", "")), "threads": str(info.get("threads", ""))}
+        if info.get("auto"):  # auto's decision: the probe's timings (ms) and whether it came from the cache
+            auto = info["auto"]
+            self.backend_values["auto decision"] = (f"{auto.get('chosen') or auto.get('rule')}; {auto.get('decision', '')}"
+                                                    f"; probe ms: {auto.get('ms', {})}")
+        self.get_logger().info(f"backend {predictor.backend_name} in use "
+                               f"(precision {self.backend_values['precision']}, threads {self.backend_values['threads']})")
         return predictor
 
     def _publisher(self, msg_type, topic: str, qos: QoSProfile):
@@ -252,9 +264,11 @@ class PanopticNode(Node):
         now = time.monotonic()
         with self._lock:
             st = self._stats
-            if self._pending is not None:
+            if self._pending is not None:  # the older frame leaves as dropped, this one takes its place
                 st.dropped += 1
                 st.window_dropped += 1
+            else:
+                st.in_flight += 1
             self._pending = _Frame(msg, compressed, now)
             stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             if stamp_ns < st.last_stamp_ns:  # processed anyway, with its own stamp; said once per jump
@@ -299,6 +313,7 @@ class PanopticNode(Node):
         if not wanted:
             with self._lock:
                 self._stats.idle += 1
+                self._stats.in_flight -= 1
             return
         grid_wanted = bool(wanted & GRID_OUTPUTS)
         pose, grid_wait = None, None
@@ -335,6 +350,7 @@ class PanopticNode(Node):
         with self._lock:
             st = self._stats
             st.processed += 1
+            st.in_flight -= 1
             st.window_processed += 1
             st.consecutive_failures = 0
             st.grid_wait = grid_wait if grid_wanted else None
@@ -387,8 +403,9 @@ class PanopticNode(Node):
         text = self._frame_text(frame, reason)
         self._log_throttled("error", reason_code(kind, reason), text)
         with self._lock:
-            if count:
+            if count:  # the frame ends here (count=False: it goes on to be processed, without its grid)
                 self._stats.bad_input += 1
+                self._stats.in_flight -= 1
             self._stats.last_error = text
             self._stats.last_error_time = time.monotonic()
 
@@ -430,10 +447,11 @@ class PanopticNode(Node):
             st = self._stats
             span = max(now - st.window_start, 1e-6)
             values = {"backend": self.predictor.backend_name, "model": str(self.model_path),
+                      **self.backend_values,
                       "input rate (Hz)": st.window_received / span, "output rate (Hz)": st.window_processed / span,
                       "frames received": st.received, "frames processed": st.processed,
                       "frames dropped (stale)": st.dropped, "frames with bad input": st.bad_input,
-                      "frames skipped (no subscribers)": st.idle, "stamps gone backwards": st.backwards,
+                      "frames skipped (no subscribers)": st.idle, "frames in flight": st.in_flight, "stamps gone backwards": st.backwards,
                       "consecutive backend failures": st.consecutive_failures,
                       "camera pose source": self.camera_pose.source}
             if self.backends_skipped:

@@ -56,6 +56,7 @@ class Predictor:
             ``None`` = the checkpoint's ``metadata['inference']`` value, else the paper's 4096 px at COCO scale
             scaled to the network input area.
         max_detections: K, the static number of detection slots.
+        precision: network precision when ``backend`` is a name (see ``runtime.create_backend``).
         head_stride: run the panoptic head on a grid ``head_stride`` times coarser than the network input
             (1 = full input resolution, 4 = the logits' own 1/4 grid) and upsample its ids; cheaper, blockier.
         input_size: the network input (H, W) every image is resized to (multiples of 32); ``None`` = each
@@ -72,7 +73,7 @@ class Predictor:
                  policy: str = "closest_center", unknown: bool = True, stuff_area_threshold: int | None = None,
                  max_detections: int = 100, threads: int | None = None, head_stride: int = 1,
                  input_size: Sequence[int] | None = None, fusion: str = "parameter_free",
-                 fusion_state: dict | None = None):
+                 fusion_state: dict | None = None, precision: str = "auto"):
         self.metadata = metadata
         self.taxonomy = Taxonomy.from_dict(metadata["taxonomy"])
         self.input_size = tuple(int(v) for v in metadata["input_size"])  # (H, W)
@@ -97,10 +98,12 @@ class Predictor:
                 raise ValueError(f"input_size must be (height, width), positive multiples of {NETWORK_STRIDE}, "
                                  f"got {input_size}")
         self.fixed_input_size = input_size  # None: each image's aspect ratio at the checkpoint's pixel budget
-        self.policy, self.unknown, self.threads = policy, unknown, threads
+        self.policy, self.unknown, self.threads, self.precision = policy, unknown, threads, precision
         check_fusion(fusion, metadata, metadata.get("checkpoint_path", "the checkpoint"))
         self.fusion, self.fusion_state = fusion, fusion_state
         self._runtimes: OrderedDict[tuple[int, int], tuple] = OrderedDict()  # input size -> (backend, head)
+        if fusion == "hps_isi" and backend == "auto":  # it needs the network in torch (a feature hook)
+            backend = "cuda" if torch.cuda.is_available() else "cpu"
         self._backend_choice = backend  # 'auto' is resolved once, by the first backend built
         self._runtime(self.fixed_input_size or self.input_size)
 
@@ -111,7 +114,6 @@ class Predictor:
             self._runtimes.move_to_end(size)
             self.backend, self.head = runtime
             return runtime
-        from .runtime import create_backend
         from .runtime.export import head_example_inputs
 
         choice = self._backend_choice
@@ -121,12 +123,7 @@ class Predictor:
                                  "pass a backend name to run other sizes")
             backend = choice
         else:
-            backend = create_backend(choice, self.model, size, metadata=self.metadata, threads=self.threads)
-            if choice == "auto":  # later sizes go straight to the backend auto picked (keep its reasons)
-                self._backend_choice = backend.name
-                self.skipped = dict(getattr(backend, "skipped", {}) or {})
-            elif hasattr(self, "skipped"):
-                backend.skipped = self.skipped
+            backend = self._create_backend(choice, size)
         # The threshold is in input pixels at the checkpoint's size: keep its fraction of the image.
         area = self.stuff_area_threshold * size[0] * size[1] / (self.input_size[0] * self.input_size[1])
         if self.fusion == "hps_isi" and backend.name not in ("cpu", "cuda"):
@@ -152,6 +149,28 @@ class Predictor:
         self.backend, self.head = backend, head
         self.device = backend.device
         return backend, head
+
+    def _create_backend(self, choice: str, size: tuple[int, int]):
+        """A backend for ``size``. ``auto`` probes once; later sizes take the backend and precision it picked,
+        and probe anew only where that one cannot be built (an INT8 model calibrated at another size)."""
+        from .runtime import BackendUnavailable, create_backend
+
+        def create(name, precision):
+            return create_backend(name, self.model, size, metadata=self.metadata, threads=self.threads,
+                                  precision=precision)
+
+        if choice == "auto" and hasattr(self, "skipped"):
+            try:
+                backend = create(self._auto_pick[0], self._auto_pick[1])
+                backend.skipped = self.skipped
+                return backend
+            except BackendUnavailable:
+                pass
+        backend = create(choice, self.precision)
+        if choice == "auto":
+            self._auto_pick = (backend.name, getattr(backend, "precision", None) or self.precision)
+            self.skipped = dict(getattr(backend, "skipped", {}) or {})
+        return backend
 
     def network_size(self, image_hw: tuple[int, int]) -> tuple[int, int]:
         """The network input (H, W) an image of ``image_hw`` runs at (see ``input_size``)."""

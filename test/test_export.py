@@ -86,3 +86,71 @@ def test_unusable_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main([str(bad), "--out", str(tmp_path / "o"), "--format", "onnx"]) == 1
     assert "corrupt" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def world_folder(tmp_path_factory):
+    from panoptic_ros.data.cli import main as world_main
+
+    out = tmp_path_factory.mktemp("world")
+    assert world_main(["generate", "--out", str(out), "--seed", "3", "--frames", "4", "--width", str(INPUT[1]),
+                       "--height", str(INPUT[0]), "--quiet"]) == 0
+    return out
+
+
+@pytest.mark.slow  # builds ONNX + OpenVINO models (and calibrates): ~1 min on a shared 2-core machine
+def test_int8_export_writes_the_model_caches_it_and_prints_heldout_pq(checkpoint, world_folder, tmp_path, capsys,
+                                                                      monkeypatch):
+    pytest.importorskip("nncf", reason="nncf is not installed (pip install nncf)")
+    pytest.importorskip("openvino", reason="openvino is not installed (pip install openvino)")
+    import onnx
+
+    from panoptic_ros.runtime import create_backend
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    cache, out = tmp_path / "cache", tmp_path / "int8"
+    status = main([str(checkpoint[0]), "--out", str(out), "--int8", "--calibration", str(world_folder),
+                   "--calibration-frames", "3", "--eval", str(world_folder), "--eval-frames", "2",
+                   "--cache-dir", str(cache)])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "calibrated on 3 frames" in printed and "held-out PQ" in printed and "int8" in printed
+    ops = [n.op_type for n in onnx.load(str(out / "network_int8.onnx")).graph.node]
+    assert "QuantizeLinear" in ops
+    manifest = json.loads((out / "export.json").read_text())
+    pq = manifest["int8"]["heldout_pq"]
+    assert pq["fp32"]["frames"] == 2 and pq["delta"] == pytest.approx(pq["int8"]["all"] - pq["fp32"]["all"], abs=0.01)
+    # the backends find the calibrated model in the cache now
+    backend = create_backend("onnxruntime", checkpoint[1], INPUT, precision="int8", threads=1, cache_dir=cache)
+    assert backend.describe()["cache"]["status"] == "hit"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--int8"], "--int8 needs --calibration"),
+    (["--int8", "--calibration", "/nonexistent"], "no annotations.json"),
+    (["--int8", "--calibration", "WORLD", "--keep-float", "middle"], "--keep-float takes"),
+    (["--int8", "--calibration", "WORLD", "--format", "exported"], "not exported"),
+])
+def test_int8_bad_arguments_are_one_line_and_exit_2(checkpoint, world_folder, tmp_path, capsys, args, message):
+    args = [str(world_folder) if a == "WORLD" else a for a in args]
+    assert main([str(checkpoint[0]), "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_int8_tensorrt_without_gpu_exits_2_with_the_reason(checkpoint, world_folder, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA works here: the no-GPU message path is not taken")
+    assert main([str(checkpoint[0]), "--out", str(tmp_path / "o"), "--int8", "--calibration", str(world_folder),
+                 "--calibration-frames", "2", "--format", "tensorrt"]) == 2
+    assert "tensorrt int8: not built:" in capsys.readouterr().err
+
+
+def test_int8_without_nncf_says_what_to_install(checkpoint, world_folder, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nncf", None)  # `import nncf` raises ImportError
+    assert main([str(checkpoint[0]), "--out", str(tmp_path / "o"), "--int8", "--calibration", str(world_folder),
+                 "--calibration-frames", "1", "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "INT8 quantization needs nncf" in err and "Traceback" not in err and len(err.splitlines()) == 1

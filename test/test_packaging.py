@@ -23,7 +23,7 @@ ROSDEP_KEYS = {
     "matplotlib": "python3-matplotlib", "rosbags": "python3-rosbags-pip", "pycocotools": "python3-pycocotools",
     "pillow": "python3-pil", "onnx": "python3-onnx-pip", "onnxscript": "python3-onnxscript-pip",
     "onnxruntime": "python3-onnxruntime-pip", "numba": "python3-numba", "orjson": "python3-orjson-pip",
-    "zlib-ng": "python3-zlib-ng-pip",
+    "zlib-ng": "python3-zlib-ng-pip", "openvino": "python3-openvino-pip", "nncf": "python3-nncf-pip",
 }
 # GPU-only libraries from NVIDIA's index (no rosdep key; setup.py's tensorrt extra): module -> distribution.
 GPU_ONLY = {"tensorrt": "tensorrt", "torch_tensorrt": "torch-tensorrt", "modelopt": "nvidia-modelopt"}

@@ -17,9 +17,10 @@ from panoptic_ros.data.world import SyntheticWorld, WorldConfig
 from panoptic_ros.model.checkpoint import build_metadata, save_checkpoint
 from panoptic_ros.model.network import PanopticNet
 from panoptic_ros.predictor import Predictor
-from panoptic_ros.runtime import (AUTO_ORDER, FACTORIES, ArtifactCache, BackendUnavailable, create_backend,
+from panoptic_ros.runtime import (FACTORIES, ArtifactCache, BackendUnavailable, create_backend,
                                   default_cache_dir, model_hash)
 from panoptic_ros.runtime import bench
+from panoptic_ros.runtime.auto import CPU_CANDIDATES
 from panoptic_ros.runtime.backends import _import_torch_tensorrt
 from panoptic_ros.taxonomy import Taxonomy
 
@@ -98,29 +99,29 @@ def test_auto_logs_its_choice_and_the_reasons(net, cache_dir, caplog):
     model, metadata = net
     with caplog.at_level(logging.INFO, logger="panoptic_ros.runtime"):
         backend = create_backend("auto", model, INPUT, metadata=metadata, cache_dir=cache_dir)
-    chosen = AUTO_ORDER.index(backend.name)
     skipped = backend.describe()["skipped"]
-    assert list(skipped) == list(AUTO_ORDER[:chosen])
     assert f"backend auto -> {backend.name}" in caplog.text
     for name, reason in skipped.items():
         assert reason and f"{name}: {reason}" in caplog.text
-    if not CUDA:
-        assert backend.name == "onnxruntime"
+    if not CUDA:  # the GPU backends first, with their reasons; then every CPU candidate but the chosen one
+        assert list(skipped)[:2] == ["tensorrt", "cuda"]
         assert "CUDA is not available" in skipped["cuda"] and "CUDA is not available" in skipped["tensorrt"]
+        chosen = f"{backend.name}/{backend.describe()['precision']}"
+        assert set(skipped) == {"tensorrt", "cuda"} | {f"{n}/{p}" for n, p in CPU_CANDIDATES} - {chosen}
 
 
-def test_auto_falls_back_past_a_failing_backend(net, monkeypatch, caplog):
+def test_auto_falls_back_past_a_failing_backend(net, monkeypatch, caplog, tmp_path):
     model, metadata = net
 
     def broken(*args, **kwargs):
         raise BackendUnavailable("exporting the network to ONNX failed: test")
 
-    for name in ("tensorrt", "cuda", "onnxruntime"):
+    for name in ("tensorrt", "cuda", "openvino", "onnxruntime"):
         monkeypatch.setitem(FACTORIES, name, broken)
     with caplog.at_level(logging.INFO, logger="panoptic_ros.runtime"):
-        backend = create_backend("auto", model, INPUT, metadata=metadata)
+        backend = create_backend("auto", model, INPUT, metadata=metadata, cache_dir=tmp_path)
     assert backend.name == "cpu"
-    assert backend.describe()["skipped"]["onnxruntime"] == "exporting the network to ONNX failed: test"
+    assert backend.describe()["skipped"]["onnxruntime/fp32"] == "exporting the network to ONNX failed: test"
     assert "backend auto -> cpu" in caplog.text
     with pytest.raises(ValueError, match="unknown backend"):
         create_backend("tpu", model, INPUT)
@@ -245,6 +246,23 @@ def test_tensorrt_backend_matches_eager_and_caches(net, tmp_path, precision):
     assert again.describe()["cache"]["status"] == "hit"
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(_tensorrt_problem() is not None, reason=f"TensorRT backend unavailable: {_tensorrt_problem()}")
+def test_tensorrt_int8_from_world_frames_stays_close(net, tmp_path):
+    """INT8 (ModelOpt PTQ) calibrated on world frames through the Predictor's preprocessing, as panoptic-export
+    --int8 does; relative error within auto's INT8 tolerance on a frame not in the calibration set."""
+    from panoptic_ros.runtime.auto import TOLERANCE, relative_error
+
+    model, metadata = net
+    predictor = Predictor(model, metadata, backend="cpu")
+    world = SyntheticWorld(WorldConfig(width=INPUT[1], height=INPUT[0]), seed=3)
+    batches = [predictor.preprocess([world.frame(i).image]) for i in range(9)]
+    trt = create_backend("tensorrt", model, INPUT, precision="int8", cache_dir=tmp_path, calibration=batches[:8])
+    with torch.no_grad():
+        want = model(batches[8])
+    assert relative_error({k: v.cpu() for k, v in trt.run(batches[8]).items()}, want) < TOLERANCE["int8"]
+
+
 # -- bench ------------------------------------------------------------------------------------------------
 def test_bench_smoke_writes_the_json_keys(net, cache_dir, tmp_path, capsys, monkeypatch):
     model, metadata = net
@@ -279,6 +297,36 @@ def test_bench_smoke_writes_the_json_keys(net, cache_dir, tmp_path, capsys, monk
     assert "end to end / network" in printed
 
 
+@pytest.mark.slow  # builds ONNX + OpenVINO models (and calibrates): ~1 min on a shared 2-core machine
+def test_bench_compares_precisions_to_onnxruntime_fp32_with_heldout_pq(net, cache_dir, tmp_path, capsys, monkeypatch):
+    from panoptic_ros.data.cli import main as world_main
+    from panoptic_ros.runtime.quantize import HOW_TO_CALIBRATE
+
+    model, metadata = net
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, metadata)
+    data = tmp_path / "heldout"
+    assert world_main(["generate", "--out", str(data), "--seed", "2", "--frames", "2", "--width", str(INPUT[1]),
+                       "--height", str(INPUT[0]), "--quiet"]) == 0
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    code = bench.main(["--model", str(ckpt), "--backends", "onnxruntime/fp32,onnxruntime/int8,cpu", "--frames", "2",
+                       "--warmup", "1", "--threads", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                       "--eval", str(data)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert report["skipped"] == {"onnxruntime/int8": HOW_TO_CALIBRATE}  # no calibrated model in this cache
+    ort_result, cpu_result = report["results"]
+    assert ort_result["vs_reference"]["network_speedup"] == 1.0
+    assert cpu_result["vs_reference"]["network_speedup"] == pytest.approx(
+        ort_result["stages_ms"]["network"] / cpu_result["stages_ms"]["network"], rel=1e-2)
+    # same weights, both FP32: the same held-out PQ, measured on the 2 frames
+    assert ort_result["heldout_pq"]["frames"] == 2 and ort_result["heldout_pq"]["minus_fp32"] == 0.0
+    assert cpu_result["heldout_pq"]["all"] == pytest.approx(ort_result["heldout_pq"]["all"], abs=0.5)
+    assert "network x faster" in printed and "held-out PQ" in printed
+    assert bench.main(["--model", str(ckpt), "--backends", "openvino/fp64"]) == 2
+
+
 def test_paired_ratio_divides_within_frames():
     network, other = [100.0, 90.0, 110.0], [5.0, 30.0, 5.5]  # the second frame hit a slow moment after the network
     totals = [n + o for n, o in zip(network, other)]
@@ -292,3 +340,34 @@ def test_paired_ratio_divides_within_frames():
 def test_bench_needs_a_model(tmp_path, capsys):
     assert bench.main(["--model", str(tmp_path / "missing.pt"), "--frames", "1"]) == 2
     assert "pass --model" in capsys.readouterr().err
+
+
+# -- TensorRT INT8: the calibration plumbing runs on the CPU; the engine build needs a GPU ---------------------
+def test_tensorrt_int8_calibration_set_is_checked_and_fed_once(net):
+    from panoptic_ros.runtime.backends import TensorRTBackend, calibration_loop, check_calibration
+
+    model, metadata = net
+    good = [torch.randn(1, 3, *INPUT, dtype=torch.float64) for _ in range(3)]
+    for bad, match in ((None, "needs calibration batches"), ([], "empty"),
+                       ([torch.zeros(1, 3, 64, 64)], r"batch 0 is .*expected float \(B, 3, 128, 256\)"),
+                       ([torch.zeros(1, 3, *INPUT, dtype=torch.uint8)], "batch 0 is torch.uint8")):
+        with pytest.raises(ValueError, match=match):  # before any GPU check: the caller's error on every machine
+            TensorRTBackend(model, INPUT, precision="int8", calibration=bad)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append((x.dtype, x.device.type, torch.is_grad_enabled(), x.clone()))
+            return x
+
+    calibration_loop(check_calibration(good, INPUT), torch.device("cpu"))(Recorder())
+    assert len(seen) == 3 and all(s[:3] == (torch.float32, "cpu", False) for s in seen)
+    assert all(torch.equal(s[3], g.float()) for s, g in zip(seen, good))
+
+
+@pytest.mark.skipif(_tensorrt_problem() is None, reason="TensorRT works here: the message path is not taken")
+def test_tensorrt_int8_with_a_valid_calibration_set_says_why_it_cannot_build(net):
+    from panoptic_ros.runtime.backends import TensorRTBackend
+
+    with pytest.raises(BackendUnavailable, match="torch_tensorrt cannot be imported|CUDA is not available"):
+        TensorRTBackend(net[0], INPUT, precision="int8", calibration=[torch.zeros(1, 3, *INPUT)])

@@ -18,7 +18,7 @@ plus ``/tf_static`` (``base_link`` -> camera optical frame, transient-local) whe
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 

@@ -146,7 +146,7 @@ def _settings(predictor, args) -> dict:
 
 
 def add_predictor_args(parser) -> None:
-    parser.add_argument("--backend", default="auto", help="auto | cpu | cuda | onnxruntime | tensorrt")
+    parser.add_argument("--backend", default="auto", help="auto | tensorrt | cuda | openvino | onnxruntime | cpu (README \"Backends\")")
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="detection score threshold (default: the model's, else the paper's 0.4)")
     parser.add_argument("--stuff-area-threshold", type=int, default=None,

@@ -13,7 +13,8 @@ from ..bev import DEFAULT_FOOTPRINT_DEPTHS
 from ..fusion import FUSIONS
 from ..geometry import GridSpec, Pose
 
-BACKENDS = ("auto", "tensorrt", "cuda", "cpu", "onnxruntime")
+BACKENDS = ("auto", "tensorrt", "cuda", "openvino", "onnxruntime", "cpu")  # = runtime AUTO_ORDER + auto (tested)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # = runtime PRECISIONS + auto
 INPUT_QOS = ("sensor_data", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 CAMERA_POSE_SOURCES = ("auto", "parameters", "tf")
@@ -34,9 +35,14 @@ class ParamSpec:
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "Checkpoint (.pt) to load; empty = the shipped model in share/panoptic_ros/models."),
-    ParamSpec("backend", "auto", "Inference backend; auto tries tensorrt, cuda, onnxruntime, cpu in that order.",
+    ParamSpec("backend", "auto", "Inference backend; auto: tensorrt or cuda if one works, else the fastest correct "
+              "of openvino, onnxruntime, cpu (and their precisions) by a timed probe cached per machine and model.",
               choices=BACKENDS),
-    ParamSpec("threads", 0, "CPU threads for inference; 0 = the library default.", range=(0, 256)),
+    ParamSpec("precision", "auto", "Network precision; auto = the backend's default (auto backend: the probe's "
+              "fastest correct; int8 only with a calibrated model from panoptic-export --int8).",
+              choices=PRECISIONS),
+    ParamSpec("threads", 0, "CPU threads for torch, ONNX Runtime and OpenVINO alike; 0 = the physical cores.",
+              range=(0, 256)),
     ParamSpec("input_size", [0, 0], "Network input [height, width] in pixels, every image resized to it; [0, 0] = "
               "each image's own aspect ratio at the checkpoint's pixel budget (sides multiples of 32; 640x480 "
               "images run at 320x224 with the shipped 384x192 model). Each input size builds its backend once.",
@@ -125,6 +131,7 @@ class NodeConfig:
 
     model_path: str
     backend: str
+    precision: str
     threads: int
     input_size: tuple[int, int] | None
     score_threshold: float | None
@@ -172,7 +179,8 @@ class NodeConfig:
         if not str(v["output_frame"]):
             raise ValueError("parameter output_frame must not be empty")
         return cls(
-            model_path=str(v["model_path"]), backend=str(v["backend"]), threads=int(v["threads"]),
+            model_path=str(v["model_path"]), backend=str(v["backend"]), precision=str(v["precision"]),
+            threads=int(v["threads"]),
             input_size=tuple(size) if any(size) else None, score_threshold=None if float(v["score_threshold"]) < 0 else float(v["score_threshold"]),
             overlap_policy=str(v["overlap_policy"]), unknown=bool(v["unknown"]),
             stuff_area_threshold=None if int(v["stuff_area_threshold"]) < 0 else int(v["stuff_area_threshold"]),

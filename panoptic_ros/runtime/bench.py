@@ -23,6 +23,13 @@ would be on an idle core; meaningless for GPU backends, whose network time is no
 (``cpu_ms``: network, decode, preprocess+head, grid, encode, end_to_end).
 ``--head-strides 1,2`` times the Predictor's ``head_stride`` options side by side (2 and 4 approximate the
 head on a coarser grid: see the README for their PQ).
+
+Backends and precisions: ``--backends`` lists ``name`` or ``name/precision`` (default: every one this
+package has: the GPU ones, then openvino int8 / bf16 / fp32, onnxruntime int8 / fp32, cpu); unavailable ones
+are reported with their reason and skipped (INT8 needs ``panoptic-export --int8`` first). Every result is
+also given as a ratio to ``onnxruntime/fp32`` measured in the same run (network and end to end: how many
+times faster). ``--eval DATA`` adds held-out PQ per backend and precision (the first ``--eval-frames``
+frames of a COCO-panoptic folder, exact head) and its difference to the FP32 result of the same backend.
 """
 from __future__ import annotations
 
@@ -39,8 +46,11 @@ from typing import Sequence
 
 import torch
 
-from .backends import AUTO_ORDER, Backend, BackendUnavailable, create_backend
+from .auto import CPU_CANDIDATES, GPU_ORDER
+from .backends import AUTO_ORDER, PRECISIONS, Backend, BackendUnavailable, create_backend
 
+DEFAULT_VARIANTS = tuple(GPU_ORDER) + tuple(f"{n}/{p}" for n, p in CPU_CANDIDATES)
+REFERENCE = "onnxruntime/fp32"
 STAGES = ("decode", "preprocess", "network", "head", "grid", "encode")
 # Process CPU time per stage (the predictor times preprocess and head in wall time only, so here they are
 # one figure: its CPU time minus the network's).
@@ -166,9 +176,25 @@ def measure(backend: Backend, model, metadata: dict, frames: list, grid, warmup:
             "per_frame_ms": {"network": [round(v, 3) for v in times["network"]], "end_to_end": [round(v, 3) for v in total]}}
 
 
+def _label(result: dict) -> str:
+    precision = result["describe"].get("precision")
+    return result["backend"] + (f"/{precision}" if precision else "")
+
+
+def add_ratios(results: list[dict]) -> None:
+    """``vs_reference``: onnxruntime fp32's median network and end to end (same head stride, same run) divided
+    by this result's (> 1: faster)."""
+    for r in results:
+        ref = next((x for x in results if _label(x) == REFERENCE and x["head_stride"] == r["head_stride"]), None)
+        if ref is not None:
+            r["vs_reference"] = {"reference": REFERENCE,
+                                 "network_speedup": float(f"{ref['stages_ms']['network'] / r['stages_ms']['network']:.4g}"),
+                                 "end_to_end_speedup": float(f"{ref['end_to_end_ms'] / r['end_to_end_ms']:.4g}")}
+
+
 def _table(results: list[dict]) -> str:
     strided = any(r["head_stride"] != 1 for r in results)
-    names = [r["backend"] + (f" s{r['head_stride']}" if strided else "") for r in results]
+    names = [_label(r) + (f" s{r['head_stride']}" if strided else "") for r in results]
     width = max(12, *(len(n) + 2 for n in names))
     lines = ["stage (median ms)".ljust(20) + "".join(n.rjust(width) for n in names)]
     for stage in STAGES:
@@ -179,6 +205,17 @@ def _table(results: list[dict]) -> str:
     lines.append("  ratio of medians".ljust(20) + "".join(f"{r['ratio_of_medians']:{width}.3f}" for r in results))
     lines.append("same, CPU time".ljust(20) + "".join(f"{r['cpu_end_to_end_over_network']:{width}.3f}"
                                                      for r in results))
+    if any("vs_reference" in r for r in results):
+        for key, text in (("network_speedup", "network x faster"), ("end_to_end_speedup", "end to end x faster")):
+            lines.append(text.ljust(20) + "".join(f"{r['vs_reference'][key]:{width}.2f}" if "vs_reference" in r
+                                                  else "-".rjust(width) for r in results))
+        lines.append(f"  (ratios: {REFERENCE}'s median / this one's, same run)")
+    if any("heldout_pq" in r for r in results):
+        lines.append("held-out PQ".ljust(20) + "".join(f"{r['heldout_pq']['all']:{width}.2f}" if "heldout_pq" in r
+                                                      else "-".rjust(width) for r in results))
+        lines.append("  minus fp32 PQ".ljust(20) + "".join(
+            f"{r['heldout_pq']['minus_fp32']:+{width}.2f}" if r.get("heldout_pq", {}).get("minus_fp32") is not None
+            else "-".rjust(width) for r in results))
     lines.append("CPU time (median ms)")
     for stage in ("network",) + CPU_STAGES + ("end_to_end",):
         lines.append(f"  {stage}".ljust(20) + "".join(f"{r['cpu_ms'][stage]:{width}.2f}" for r in results))
@@ -190,9 +227,9 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--model", type=Path, help="checkpoint (default: the package's default model)")
-    p.add_argument("--backends", default=",".join(AUTO_ORDER),
-                   help="comma-separated backends to compare; unavailable ones are reported and skipped "
-                        f"(default {','.join(AUTO_ORDER)})")
+    p.add_argument("--backends", default=",".join(DEFAULT_VARIANTS),
+                   help="comma-separated backends to compare, each name or name/precision; unavailable ones are "
+                        f"reported and skipped (default {','.join(DEFAULT_VARIANTS)})")
     p.add_argument("--frames", type=int, default=20, help="timed frames per backend")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames first (builds lookups, warms caches)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"),
@@ -200,7 +237,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--head-strides", default="1",
                    help="comma-separated Predictor head_stride values to time per backend (1 = exact head at "
                         "the input size; 2, 4 = coarser head grid, an approximation: see the README's PQ)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch / onnxruntime (default: library default)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch, onnxruntime and openvino (default: the "
+                                               "physical cores)")
+    p.add_argument("--eval", type=Path, metavar="DATA", help="also held-out PQ per backend and precision on this "
+                                                            "COCO-panoptic folder")
+    p.add_argument("--eval-frames", type=int, help="evaluate the first N frames of --eval (default all)")
     p.add_argument("--cache-dir", type=Path, help="cache of compiled models (default $PANOPTIC_ROS_CACHE or "
                                                   "~/.cache/panoptic_ros)")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -227,9 +268,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"panoptic-bench: {exc}", file=sys.stderr)
         return 2
     names = [n.strip() for n in args.backends.split(",") if n.strip()]
-    unknown = [n for n in names if n not in AUTO_ORDER and n != "auto"]
+    variants = [(n.split("/")[0], n.split("/")[1] if "/" in n else "auto") for n in names]
+    unknown = [n for n, (b, p) in zip(names, variants) if (b not in AUTO_ORDER and b != "auto")
+               or p not in ("auto",) + PRECISIONS or n.count("/") > 1]
     if not names or unknown:
-        print(f"panoptic-bench: unknown backends {unknown}; choose from auto, {', '.join(AUTO_ORDER)}", file=sys.stderr)
+        print(f"panoptic-bench: unknown backends {unknown}; choose from auto, {', '.join(AUTO_ORDER)}, each "
+              f"optionally /{'|'.join(PRECISIONS)}", file=sys.stderr)
+        return 2
+    if args.eval is not None and not (args.eval / "annotations.json").is_file():
+        print(f"panoptic-bench: --eval {args.eval}: no annotations.json there", file=sys.stderr)
         return 2
     try:
         strides = [int(v) for v in args.head_strides.split(",") if v.strip()]
@@ -248,10 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     encode_with, encode = _encoder(world.taxonomy)
     load_before = os.getloadavg()
     results, skipped = [], {}
-    for name in names:
+    for name, (backend_name, precision) in zip(names, variants):
         try:
-            backend = create_backend(name, model, (h, w), metadata=metadata, threads=args.threads,
-                                     cache_dir=args.cache_dir)
+            backend = create_backend(backend_name, model, (h, w), metadata=metadata, threads=args.threads,
+                                     cache_dir=args.cache_dir, precision=precision)
         except BackendUnavailable as exc:
             skipped[name] = str(exc)
             print(f"{name}: skipped ({exc})")
@@ -262,19 +309,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(measure(backend, model, metadata, frames, world.config.grid, args.warmup, encode,
                                    head_stride=stride))
             results[-1]["requested"] = name
+        if args.eval is not None:
+            from ..predictor import Predictor
+            from .quantize import heldout_pq
+
+            print(f"{name}: held-out PQ on {args.eval} ...", flush=True)
+            pq = heldout_pq(Predictor(model, metadata, backend=backend), args.eval, args.eval_frames)
+            for r in results:
+                if r["requested"] == name:
+                    r["heldout_pq"] = dict(pq)
+        del backend
+    fp32_pq = {r["backend"]: r["heldout_pq"]["all"] for r in results
+               if "heldout_pq" in r and r["describe"].get("precision") == "fp32"}
+    for r in results:
+        if "heldout_pq" in r:
+            base = fp32_pq.get(r["backend"], fp32_pq.get("onnxruntime"))
+            r["heldout_pq"]["minus_fp32"] = None if base is None else round(r["heldout_pq"]["all"] - base, 2)
+    add_ratios(results)
     load_after = os.getloadavg()
     report = {"device": _device_name(torch.device("cuda")) if torch.cuda.is_available() else _device_name(torch.device("cpu")),
               "cuda_available": torch.cuda.is_available(), "torch": torch.__version__, "model": str(path),
               "torch_threads": torch.get_num_threads(), "load_average": {"before": load_before, "after": load_after},
+              "threads": args.threads or "physical cores", "eval": str(args.eval) if args.eval else None,
               "frames": args.frames, "warmup": args.warmup, "encode_with": encode_with, "results": results,
               "skipped": skipped}
+    if args.out:  # first: a long run's figures survive whatever happens after
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1, default=str))
     if results:
         print(_table(results))
     print(f"encode: {encode_with}")
     print(f"load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} cores")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1, default=str))
         print(f"wrote {args.out}")
     return 0 if results else 1
 

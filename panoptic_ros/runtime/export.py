@@ -9,8 +9,16 @@ Formats (``--format``):
 - ``tensorrt``: ``network_<precision>.ep``: a Torch-TensorRT program, only where CUDA and torch_tensorrt work;
 - ``all``: everything this machine can build (a missing GPU is reported, not an error).
 
+INT8 (``--int8 --calibration DATA``): post-training static quantization calibrated on ``--calibration-frames``
+frames of a data-set folder (as ``panoptic-world generate`` writes it), through the Predictor's own
+preprocessing. ``onnx`` (the default format with ``--int8``) writes ``network_int8.onnx`` (NNCF, QDQ; run by
+the ``openvino`` and ``onnxruntime`` backends with ``precision int8``) and stores it in the runtime cache, where
+``backend: auto`` finds it; ``tensorrt`` calibrates a TensorRT INT8 program on the same frames (GPU only).
+``--eval DATA`` then prints held-out PQ of FP32 and INT8 side by side (``--eval-backend``).
+
 ``export.json`` next to them records the checkpoint metadata, input size, versions and each file's check.
-Exit status: 0 on success, 1 on a failed export, 2 when ``--format tensorrt`` was asked for and cannot be built.
+Exit status: 0 on success, 1 on a failed export, 2 on bad arguments or when ``--format tensorrt`` was asked
+for and cannot be built.
 """
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+
+from .quantize import DEFAULT_KEEP_FLOAT, KEEP_FLOAT_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +95,24 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("checkpoint", type=Path, help="panoptic_ros checkpoint (.pt)")
     p.add_argument("--out", type=Path, required=True, help="output directory (created)")
-    p.add_argument("--format", choices=("onnx", "exported", "tensorrt", "all"), default="all")
+    p.add_argument("--format", choices=("onnx", "exported", "tensorrt", "all"),
+                   help="what to write (default: all; with --int8: onnx)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                    help="static network input size (default: the checkpoint's)")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision")
+    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision without --int8")
+    p.add_argument("--int8", action="store_true", help="INT8 post-training quantization (needs --calibration)")
+    p.add_argument("--calibration", type=Path, metavar="DATA",
+                   help="data-set folder (annotations.json + images/) whose frames calibrate INT8")
+    p.add_argument("--calibration-frames", type=int, default=300, help="frames used to calibrate (default 300)")
+    p.add_argument("--keep-float", default=",".join(DEFAULT_KEEP_FLOAT),
+                   help="INT8: layers kept in floating point: comma-separated of first, heads, or none "
+                        f"(default {','.join(DEFAULT_KEEP_FLOAT)}, the measured choice: see README)")
+    p.add_argument("--eval", type=Path, metavar="DATA", help="INT8: print held-out PQ of FP32 and INT8 on this folder")
+    p.add_argument("--eval-frames", type=int, help="INT8: evaluate on the first N frames (default all)")
+    p.add_argument("--eval-backend", choices=("openvino", "onnxruntime"), default="openvino",
+                   help="INT8: backend whose FP32 and INT8 runs are compared (default openvino)")
+    p.add_argument("--cache-dir", type=Path, help="runtime cache the INT8 model is stored in (default "
+                                                  "$PANOPTIC_ROS_CACHE or ~/.cache/panoptic_ros)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
     p.add_argument("--max-detections", type=int, default=100, help="detection slots K of the exported head")
     p.add_argument("--policy", default="closest_center", help="overlap policy of the exported head")
@@ -112,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if min(input_size) < 32:
         print(f"panoptic-export: input size {input_size} is too small (need >= 32 x 32)", file=sys.stderr)
         return 1
-    formats = ("onnx", "exported", "tensorrt") if args.format == "all" else (args.format,)
+    if args.int8:
+        return export_int8(args, model, metadata, input_size)
+    fmt = args.format or "all"
+    formats = ("onnx", "exported", "tensorrt") if fmt == "all" else (fmt,)
     args.out.mkdir(parents=True, exist_ok=True)
     x = _example_images(input_size, seed=1)
     with torch.no_grad():
@@ -165,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             backend = TensorRTBackend(model, input_size, precision=args.precision, cache_dir=args.out / "trt_cache")
         except BackendUnavailable as exc:
             print(f"tensorrt: not built: {exc}", file=sys.stderr)
-            if args.format == "tensorrt":
+            if fmt == "tensorrt":
                 return 2
         else:
             path = args.out / f"network_{args.precision}.ep"
@@ -173,6 +200,92 @@ def main(argv: Sequence[str] | None = None) -> int:
             got = backend.run(x.to(backend.device))
             record("tensorrt", path, precision=args.precision, gpu=torch.cuda.get_device_name(),
                    max_abs_diff_vs_torch=f"{max_abs_difference(got, reference):.2e}")
+    (args.out / "export.json").write_text(json.dumps(manifest, indent=1, default=str))
+    return status
+
+
+def _fail(text: str) -> int:
+    print(f"panoptic-export: {text}", file=sys.stderr)
+    return 2
+
+
+def export_int8(args, model, metadata: dict, input_size) -> int:
+    """``--int8``: calibrate, write and cache the INT8 model(s); with ``--eval`` print FP32 vs INT8 PQ."""
+    import shutil
+
+    from ..predictor import Predictor
+    from .backends import BackendUnavailable, create_backend, fp32_onnx
+    from .cache import ArtifactCache
+    from .quantize import INT8_KIND, calibration_batches, heldout_pq, int8_identity, int8_onnx
+
+    keep = () if args.keep_float.strip() == "none" else tuple(k.strip() for k in args.keep_float.split(",") if k.strip())
+    if set(keep) - set(KEEP_FLOAT_CHOICES):
+        return _fail(f"--keep-float takes first, heads or none, got {args.keep_float!r}")
+    for flag, folder in (("--calibration", args.calibration), ("--eval", args.eval)):
+        if flag == "--calibration" and folder is None:
+            return _fail("--int8 needs --calibration DATA (a data-set folder with annotations.json)")
+        if folder is not None and not (folder / "annotations.json").is_file():
+            return _fail(f"{flag} {folder}: no annotations.json there (a folder panoptic-world generate writes)")
+    if args.calibration_frames < 1:
+        return _fail("--calibration-frames must be >= 1")
+    fmt = args.format or "onnx"
+    if fmt == "exported":
+        return _fail("--int8 writes onnx (openvino / onnxruntime) or tensorrt programs, not exported")
+    args.out.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor(model, metadata, backend="cpu")  # its preprocessing is the calibration's
+    batches = calibration_batches(args.calibration, predictor.preprocess, args.calibration_frames)
+    manifest = {"checkpoint": str(args.checkpoint), "input_size": list(input_size), "metadata": metadata,
+                "torch": torch.__version__, "int8": {"calibration": str(args.calibration), "frames": len(batches),
+                                                     "keep_float": list(keep)}, "files": {}}
+    status = 0
+    if fmt in ("onnx", "all"):
+        t0 = time.perf_counter()
+        try:
+            source, _ = fp32_onnx(model, input_size, args.cache_dir, args.opset)
+        except BackendUnavailable as exc:
+            return _fail(f"ONNX export failed: {exc}")
+        # A new calibration replaces the cached one (same checkpoint, other data or settings).
+        entry = ArtifactCache(args.cache_dir).entry_dir(INT8_KIND, int8_identity(model, input_size, args.opset, keep))
+        shutil.rmtree(entry, ignore_errors=True)
+        try:
+            path, outcome = int8_onnx(model, input_size, source, args.cache_dir, args.opset, batches, keep)
+        except BackendUnavailable as exc:  # e.g. nncf not installed
+            return _fail(f"INT8 ONNX model not built: {exc}")
+        shutil.copyfile(path, args.out / "network_int8.onnx")
+        manifest["files"]["onnx_int8"] = {"path": "network_int8.onnx", "cache_entry": str(path),
+                                          "seconds": round(time.perf_counter() - t0, 1)}
+        print(f"onnx int8: {args.out / 'network_int8.onnx'} (calibrated on {len(batches)} frames of "
+              f"{args.calibration}, kept in float: {', '.join(keep) or 'nothing'}; cached at {path})")
+        if args.eval is not None:
+            pq = {}
+            for precision in ("fp32", "int8"):
+                try:
+                    backend = create_backend(args.eval_backend, model, input_size, precision=precision,
+                                             cache_dir=args.cache_dir, keep_float=keep)
+                except BackendUnavailable as exc:
+                    return _fail(f"--eval-backend {args.eval_backend} {precision}: {exc}")
+                pq[precision] = heldout_pq(Predictor(model, metadata, backend=backend), args.eval, args.eval_frames)
+            delta = pq["int8"]["all"] - pq["fp32"]["all"]
+            manifest["int8"]["heldout_pq"] = {**pq, "backend": args.eval_backend, "delta": round(delta, 2)}
+            print(f"held-out PQ on {args.eval} ({pq['fp32']['frames']} frames, {args.eval_backend}): "
+                  f"fp32 {pq['fp32']['all']:.2f} (things {pq['fp32']['things']:.2f}, stuff {pq['fp32']['stuff']:.2f}), "
+                  f"int8 {pq['int8']['all']:.2f} (things {pq['int8']['things']:.2f}, stuff {pq['int8']['stuff']:.2f}): "
+                  f"{delta:+.2f}")
+    if fmt in ("tensorrt", "all"):
+        from .backends import TensorRTBackend
+
+        try:
+            backend = TensorRTBackend(model, input_size, precision="int8", cache_dir=args.out / "trt_cache",
+                                      calibration=batches)
+        except BackendUnavailable as exc:
+            print(f"tensorrt int8: not built: {exc}", file=sys.stderr)
+            if fmt == "tensorrt":
+                return 2
+        else:
+            path = args.out / "network_int8.ep"
+            path.write_bytes(backend.cache_outcome.path.read_bytes())
+            manifest["files"]["tensorrt_int8"] = {"path": path.name, "gpu": torch.cuda.get_device_name()}
+            print(f"tensorrt int8: {path}")
     (args.out / "export.json").write_text(json.dumps(manifest, indent=1, default=str))
     return status
 

@@ -198,3 +198,40 @@ def test_image_aspect_ratio_runs_its_own_network_size(model_and_meta):
     assert squashed.backend.input_size == (64, 128)
     with pytest.raises(ValueError, match="multiples of 32"):
         Predictor(model, meta, backend="cpu", input_size=(100, 128))
+
+
+@pytest.mark.parametrize("picked", ["int8", "bf16"])
+def test_auto_is_probed_once_and_its_pick_serves_other_sizes(model_and_meta, monkeypatch, picked):
+    """A second network size reuses the backend and precision auto picked; only where that one cannot be
+    built (an INT8 model calibrated at another size) does auto probe again, at that size."""
+    import panoptic_ros.runtime as runtime
+    from panoptic_ros.runtime import BackendUnavailable, EagerBackend
+
+    model, meta = model_and_meta
+    calls = []
+
+    def fake_create(name, model, size, precision="auto", **_):
+        calls.append((name, tuple(size), precision))
+        if name == "auto":
+            backend = EagerBackend(model, size, "cpu")
+            backend.name, backend.precision, backend.skipped = "openvino", picked, {"tensorrt": "no GPU"}
+            return backend
+        if precision == "int8" and tuple(size) != INPUT:
+            raise BackendUnavailable("no INT8 model calibrated at this size")
+        backend = EagerBackend(model, size, "cpu")
+        backend.name = name
+        return backend
+
+    monkeypatch.setattr(runtime, "create_backend", fake_create)
+    p = Predictor(model, meta, backend="auto", score_threshold=LOW_SCORE)
+    assert calls == [("auto", INPUT, "auto")]
+    p.predict(images(7, [(64, 128)])[0])  # the checkpoint's size: built already
+    assert len(calls) == 1
+    p.predict(images(8, [(96, 96)])[0])  # another aspect ratio: auto's pick, and a probe only if it fails
+    size = p.network_size((96, 96))
+    if picked == "int8":
+        assert calls[1:] == [("openvino", size, "int8"), ("auto", size, "auto")]
+    else:
+        assert calls[1:] == [("openvino", size, "bf16")]
+        assert p.backend.name == "openvino" and p.backend.skipped == {"tensorrt": "no GPU"}
+    assert p.skipped == {"tensorrt": "no GPU"}

@@ -59,7 +59,7 @@ def test_eval_model_runs_a_fusion_and_refuses_a_mismatch_in_one_line(setup, caps
                  "--score-threshold", "0.011", "--out", str(out)]) == 0
     assert json.loads((out / "report.json").read_text())["extra"]["fusion"] == "heuristic"
     capsys.readouterr()
-    assert main(["model", str(setup / "hps.pt"), str(setup / "data"), "--backend", "cpu"]) == 1
+    assert main(["model", str(setup / "hps.pt"), str(setup / "data"), "--backend", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "trained for fusion 'hps'" in err
 

@@ -131,8 +131,8 @@ def test_recorded_outputs_are_matched_by_stamp(offline, tmp_path):
     assert facts["latency_ms"]["count"] == 5 and facts["latency_ms"]["max"] == pytest.approx(expected[-1])
     assert live["latency_ms"]["p50"] == pytest.approx(np.percentile(expected, 50))
 
-    assert eval_main(["bag", str(bag), "--out", str(report)]) == 1  # neither --model nor --predictions
-    assert eval_main(["bag", str(bag), "--predictions", str(bag), "--out", str(report)]) == 1  # no such topic
+    assert eval_main(["bag", str(bag), "--out", str(report)]) == 2  # neither --model nor --predictions
+    assert eval_main(["bag", str(bag), "--predictions", str(bag), "--out", str(report)]) == 2  # no such topic
 
 
 @pytest.mark.ros

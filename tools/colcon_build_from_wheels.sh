@@ -21,9 +21,21 @@ test -x "$VENV/bin/colcon" || { echo "colcon_build_from_wheels.sh: no colcon in 
 bash "$ROOT/tools/fix_wheel_cmake_paths.sh" "$VENV"
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
+# A workspace as on a vehicle: WORK/src/panoptic_ros holds the repository's files (git's tracked ones, as they are
+# in the working tree; without git, all but the venv and build outputs). Building in place would not do: a venv
+# inside the repository puts numpy's include path under the source folder, which CMake refuses for an
+# installed target ("prefixed in the source directory").
+SRC=$WORK/src/panoptic_ros
+rm -rf "$SRC" && mkdir -p "$SRC"
+if git -C "$ROOT" rev-parse --show-toplevel >/dev/null 2>&1; then
+  (cd "$ROOT" && git ls-files -z | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
+    | tar --null -T - -cf -) | tar -C "$SRC" -xf -
+else
+  tar -C "$ROOT" --exclude=./.venv --exclude="./$(basename "$VENV")" --exclude=./build --exclude=./install \
+    --exclude=./log --exclude=./out --exclude=./data --exclude=__pycache__ -cf - . | tar -C "$SRC" -xf -
+fi
 export PATH="$VENV/bin:$PATH" CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV"
-# --base-paths: the repository is the package (no src/ symlink needed); colcon does not look inside it further.
-colcon --log-base "$WORK/log" build --base-paths "$ROOT" --build-base "$WORK/build" --install-base "$WORK/install" \
+colcon --log-base "$WORK/log" build --base-paths "$WORK/src" --build-base "$WORK/build" --install-base "$WORK/install" \
   --event-handlers console_direct- \
   --cmake-args -DPython3_EXECUTABLE="$PY" -DPython3_FIND_VIRTUALENV=ONLY -DBUILD_TESTING=OFF \
   || { echo "colcon_build_from_wheels.sh: colcon build failed (logs: $WORK/log)" >&2; exit 1; }

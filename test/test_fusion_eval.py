@@ -41,7 +41,7 @@ def test_compare_writes_one_row_per_fusion(setup):
     assert main(["compare", str(setup / "data"), "--model", str(setup / "plain.pt"), "--score-threshold", "0.011",
                  "--trained", f"control={setup / 'plain.pt'}", "--trained", f"hps={setup / 'hps.pt'}",
                  "--trained", f"hps_isi={setup / 'hps_isi.pt'}",
-                 "--trained", f"learned_conv={setup / 'learned_conv.pt'}", "--out", str(out)]) == 0
+                 "--trained", f"learned_conv={setup / 'learned_conv.pt'}", "--threads", "1", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     names = [row["name"] for row in report["rows"]]
     assert names == ["parameter_free (closest_center)", "parameter_free (highest_confidence)",
@@ -50,6 +50,7 @@ def test_compare_writes_one_row_per_fusion(setup):
     for row in report["rows"]:
         assert 0 <= row["all"]["pq"] <= 1 and 0 < row["head_ms"] <= row["end_to_end_ms"]
     assert report["frames"] == 2 and report["score_threshold"] == 0.011
+    assert report["threads"] == 1  # the rows ran on the threads asked for (the backends' default is every core)
     assert (out / "compare.png").stat().st_size > 1000 and "| hps_isi |" in (out / "report.md").read_text()
 
 

@@ -48,8 +48,6 @@ def parse_trained(values) -> list[tuple[str, Path]]:
 
 def build_rows(args) -> list[dict]:
     """Predictor per row, grouped by checkpoint (rows of one group share the network)."""
-    import torch
-
     from ..model.checkpoint import load_checkpoint
     from ..predictor import Predictor
 
@@ -58,9 +56,7 @@ def build_rows(args) -> list[dict]:
     common = {"score_threshold": args.score_threshold if args.score_threshold is not None
               else tuned.get("score_threshold"),
               "stuff_area_threshold": args.stuff_area_threshold if args.stuff_area_threshold is not None
-              else tuned.get("stuff_area_threshold"), "backend": "cpu"}
-    if args.threads:
-        torch.set_num_threads(args.threads)
+              else tuned.get("stuff_area_threshold"), "backend": "cpu", "threads": args.threads}
     groups = [(Path(args.model), [(f, p, None) for f, p in BASE_ROWS])]
     groups += [(path, [("parameter_free" if name == "control" else name, "closest_center" if name == "control"
                         else None, name)]) for name, path in parse_trained(args.trained)]

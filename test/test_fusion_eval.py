@@ -76,3 +76,22 @@ def test_predictor_runs_every_fusion_on_its_checkpoint(setup):
         Predictor.from_checkpoint(setup / "plain.pt", backend="cpu", fusion="learned_conv")
     with pytest.raises(ValueError, match="hps_isi .* runs on the cpu or cuda backend"):
         Predictor.from_checkpoint(setup / "hps_isi.pt", backend="onnxruntime", fusion="hps_isi")
+
+
+@pytest.mark.parametrize("fusion,checkpoint", [("parameter_free", "plain"), ("heuristic", "plain"),
+                                               ("center_vote", "plain"), ("learned_conv", "learned_conv"),
+                                               ("hps", "hps"), ("hps_isi", "hps_isi")])
+def test_every_fusion_runs_in_panoptic_eval_bag(setup, fusion, checkpoint):
+    """The node's offline mode: `panoptic-eval bag --fusion` runs the fusion over a rosbag2 and says so."""
+    pytest.importorskip("panoptic_ros.msg", reason="messages not generated: run bash tools/build_msgs.sh .venv")
+    from panoptic_ros.data.cli import main as world_main
+
+    bag = setup / "drive"
+    if not bag.exists():
+        assert world_main(["bag", "--out", str(bag), "--frames", "2", "--fps", "10", "--width", "128",
+                           "--height", "64", "--quiet"]) == 0
+    out = setup / f"bag_{fusion}"
+    assert main(["bag", str(bag), "--model", str(setup / f"{checkpoint}.pt"), "--fusion", fusion,
+                 "--backend", "cpu", "--score-threshold", "0.011", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["extra"]["fusion"] == fusion and len(report["frames"]) == 2

@@ -49,7 +49,9 @@ def _world(args):
     from .world import SyntheticWorld, WorldConfig
 
     mount = {field: getattr(args, field) for field, _, _ in MOUNT_OPTIONS if getattr(args, field) is not None}
-    return SyntheticWorld(WorldConfig(width=args.width, height=args.height, **mount), args.seed)
+    extra = {field: getattr(args, field) for field in ("hfov_deg", "crowd_probability", "conditions")
+             if getattr(args, field) is not None}
+    return SyntheticWorld(WorldConfig(width=args.width, height=args.height, **mount, **extra), args.seed)
 
 
 def cmd_generate(args) -> int:
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="panoptic-world", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    from .conditions import MIXED, PRESETS
     from .world import WorldConfig
 
     def common(p, frames_default: int):
@@ -131,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"{what}: one value or a range sampled per scene (bag: per drive, plus the "
                                 "world's per-frame jitter of 5 mm / 0.15 deg in height / pitch); "
                                 f"default {lo:g},{hi:g}")
+        p.add_argument("--hfov", dest="hfov_deg", type=float, default=None,
+                       help=f"horizontal field of view, degrees; default {defaults.hfov_deg:g}")
+        p.add_argument("--crowd-probability", type=float, default=None,
+                       help="chance a scene is crowded (parked rows, groups of people): traffic and pedestrian "
+                            f"density; default {defaults.crowd_probability:g}")
+        p.add_argument("--condition", dest="conditions", default=None, metavar="NAME",
+                       help="imaging condition: " + ", ".join(PRESETS) + f", or {MIXED} (a random condition per "
+                            "frame, 35%% clear, for training data); see panoptic_ros/data/conditions.py; "
+                            "default clear")
 
     p = sub.add_parser("generate", help="write a COCO- or Cityscapes-panoptic data set of random scenes",
                        description="Render independent random scenes into a panoptic data set.")

@@ -15,8 +15,11 @@ is a :class:`DataError` whose message is one line naming the file and what is wr
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+import numpy as np
 
 FORMATS = ("auto", "coco", "cityscapes")
 
@@ -132,6 +135,36 @@ def open_dataset(root: str | Path, split: str | None = None, fmt: str = "auto", 
         raise DataError(" ".join(str(exc).split())) from exc
     check_files(reader)
     return reader
+
+
+class ConcatReader:
+    """Several readers of the same categories as one (training on data rendered under several conditions or
+    image shapes): ``len``, ``[i]``, ``.taxonomy``, ``.hash()``."""
+
+    def __init__(self, readers: list):
+        if not readers:
+            raise DataError("no data sets given")
+        for r in readers[1:]:
+            if r.taxonomy != readers[0].taxonomy:
+                raise DataError("the training data sets have different categories; they cannot be mixed")
+        self.readers = list(readers)
+        self.taxonomy = readers[0].taxonomy
+        self._ends = np.cumsum([len(r) for r in readers])
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        k = int(np.searchsorted(self._ends, index, side="right"))
+        return self.readers[k][index - (int(self._ends[k - 1]) if k else 0)]
+
+    def hash(self, images: bool = False) -> str:
+        h = hashlib.sha256()
+        for r in self.readers:
+            h.update(r.hash(images).encode() if hasattr(r, "hash") else b"")
+        return h.hexdigest()
 
 
 def _json_of(root: Path, layout: str, split: str | None) -> Path:

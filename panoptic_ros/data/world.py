@@ -31,6 +31,7 @@ import numpy as np
 
 from ..geometry import CameraModel, GridSpec, Pose
 from ..panoptic import segments_from_ids
+from . import conditions as imaging
 from .frame import BevTruth, Frame, ThingTruth
 from .render import place_solids, rasterize
 from .scene import (CAT, FACADE, FENCE, FOLIAGE, GLASS, LIGHT, SIGN, TAX, VEHICLE, Scene, generate_scene)
@@ -58,6 +59,9 @@ class WorldConfig:
     crowd_probability: float = 0.35  # chance a scene is crowded (parked rows, groups of people)
     noise: float = 0.02  # sensor noise standard deviation, fraction of full scale
     max_distance: float = 140.0  # objects farther ahead than this are not drawn
+    # imaging condition (fog, dusk, blur...): a Conditions, a preset name of conditions.PRESETS, or "mixed"
+    # (a random condition per frame, for training data); the default changes nothing
+    conditions: imaging.Conditions | str = field(default_factory=imaging.Conditions)
 
     def __post_init__(self):
         if self.width < 16 or self.height < 16:
@@ -74,6 +78,8 @@ class WorldConfig:
             raise ValueError(f"crowd_probability={self.crowd_probability} is not a probability")
         if self.noise < 0:
             raise ValueError(f"noise={self.noise} must be >= 0")
+        if isinstance(self.conditions, str) and self.conditions != imaging.MIXED:
+            self.conditions = imaging.preset(self.conditions)
 
 
 def _value_noise(rng: np.random.Generator, size: int = 512) -> np.ndarray:
@@ -102,6 +108,9 @@ class SyntheticWorld:
         self._u = np.arange(W, dtype=np.float64) + 0.5
         self._v = np.arange(H, dtype=np.float64) + 0.5
         self._base_camera = CameraModel.from_fov(W, H, config.hfov_deg)
+        K = self._base_camera.K  # distance along a pixel's ray = optical depth * this (for fog)
+        self._ray_length = np.sqrt(1.0 + ((self._u[None, :] - K[0, 2]) / K[0, 0]) ** 2
+                                   + ((self._v[:, None] - K[1, 2]) / K[1, 1]) ** 2).astype(np.float32)
         H = config.height
         gx, gy = config.grid.cell_centers()
         self._cells = np.stack([gx.ravel(), gy.ravel()], 1)
@@ -140,6 +149,11 @@ class SyntheticWorld:
                                int(round((start_index + k) * 1e9 / fps)), f"drive{self.seed}_{start_index}_{k:06d}")
 
     # -- internals --------------------------------------------------------------------------------------
+    def _conditions(self, stamp: int) -> imaging.Conditions:
+        if self.config.conditions == imaging.MIXED:
+            return imaging.sample_mixed(np.random.default_rng([self.seed, stamp, 6]))
+        return self.config.conditions
+
     def _sample_mount(self, rng) -> Pose:
         c = self.config
         z, roll, pitch, yaw = (rng.uniform(*c.camera_height), np.radians(rng.uniform(*c.roll_deg)),
@@ -318,6 +332,9 @@ class SyntheticWorld:
                 col[m[edge]] = (235, 235, 235)
             img[solid] = col * shade[fk][:, None]
         img *= sc.brightness
+        cond = self._conditions(stamp)
+        if not cond.is_clear:  # own random streams: a clear frame renders exactly as before conditions existed
+            img = imaging.apply(img, depth * self._ray_length, cond, np.random.default_rng([self.seed, stamp, 5]))
         if cfg.noise > 0:  # sensor noise: a random window of a fixed Gaussian field (cheap, per-frame different)
             oy_, ox_ = rng.integers(0, H), rng.integers(0, W)
             img += (255 * cfg.noise) * self._sensor_noise[oy_: oy_ + H, ox_: ox_ + W]

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.conditions import photometric_jitter
 from ..data.frame import Sample
 from ..panoptic import OFFSET, VOID_ID
 from ..taxonomy import VOID_TRAIN_ID, Taxonomy
@@ -74,11 +75,13 @@ class PanopticDataset(torch.utils.data.Dataset):
         augment: random flip / scale / crop.
         scale_range: scale jitter factors.
         flip: left-right flips when augmenting (off for data with handedness, e.g. left-hand traffic).
+        photometric: strength of the photometric jitter when augmenting (exposure, contrast, gamma, haze, blur,
+            noise; :func:`panoptic_ros.data.conditions.photometric_jitter`); 0 = off.
         mean, std: normalisation of RGB in [0, 1].
     """
 
     def __init__(self, reader, taxonomy: Taxonomy, input_size: tuple[int, int], augment: bool = True,
-                 scale_range: tuple[float, float] = (0.75, 1.25), flip: bool = True,
+                 scale_range: tuple[float, float] = (0.75, 1.25), flip: bool = True, photometric: float = 0.0,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         if scale_range[0] <= 0 or scale_range[0] > scale_range[1]:
             raise ValueError(f"scale_range must be 0 < min <= max, got {scale_range}")
@@ -88,6 +91,7 @@ class PanopticDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.scale_range = tuple(scale_range)
         self.flip = bool(flip)
+        self.photometric = float(photometric)
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
 
@@ -132,7 +136,10 @@ class PanopticDataset(torch.utils.data.Dataset):
             raise ValueError(f"sample {sample.name!r}: image {sample.image.shape[:2]} and panoptic ids "
                              f"{sample.panoptic.shape} differ in size")
         rng = np.random.default_rng(torch.randint(0, 2 ** 62, ()).item())
-        image, ids = self._transform(sample.image, sample.panoptic.astype(np.int32), rng)
+        image = sample.image
+        if self.augment and self.photometric > 0:
+            image = photometric_jitter(image, rng, self.photometric)
+        image, ids = self._transform(image, sample.panoptic.astype(np.int32), rng)
         t = build_targets(ids, self.taxonomy, [s.id for s in sample.segments if s.iscrowd])
         return {"image": self.normalize(image), "semantic": torch.from_numpy(t["semantic"].astype(np.int64)),
                 "center_offsets": torch.from_numpy(t["center_offsets"]),

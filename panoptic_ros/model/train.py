@@ -33,7 +33,9 @@ from .targets import IMAGENET_MEAN, IMAGENET_STD, PanopticDataset, collate
 DEFAULTS = {
     "data": {"format": "auto", "train": None, "val": None, "train_split": None, "val_split": None,
              "val_images": 50},
-    "input": {"height": 256, "width": 512, "scale_range": [0.75, 1.25], "flip": True},
+    # photometric: strength of the exposure / contrast / gamma / haze / blur / noise jitter (0 = off; 1 = see
+    # panoptic_ros.data.conditions.photometric_jitter)
+    "input": {"height": 256, "width": 512, "scale_range": [0.75, 1.25], "flip": True, "photometric": 0.0},
     "model": {"backbone": "resnet50", "fpn_channels": 256, "head_channels": 128},
     "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999], "schedule": "cosine",
               "warmup_steps": 500, "min_lr_ratio": 0.01, "poly_power": 0.9, "grad_clip": 10.0},
@@ -62,10 +64,15 @@ def load_config(path: str | Path | None) -> dict:
     return merge(load_config(Path(path).parent / base) if base else DEFAULTS, cfg)
 
 
-def open_reader(fmt: str, root: str, split: str | None, default_split: str = "train"):
-    """A data-set reader (len, [i] -> Sample, .taxonomy): see :func:`panoptic_ros.data.datasets.open_dataset`."""
-    from ..data.datasets import open_dataset
+def open_reader(fmt: str, root, split: str | None, default_split: str = "train"):
+    """A data-set reader (len, [i] -> Sample, .taxonomy): see :func:`panoptic_ros.data.datasets.open_dataset`;
+    a list of roots is read as one set (:class:`~panoptic_ros.data.datasets.ConcatReader`)."""
+    from ..data.datasets import ConcatReader, open_dataset
 
+    if isinstance(root, (list, tuple)):
+        if len(root) == 1:
+            return open_dataset(root[0], split, fmt, default_split=default_split)
+        return ConcatReader([open_dataset(r, split, fmt, default_split=default_split) for r in root])
     return open_dataset(root, split, fmt, default_split=default_split)
 
 
@@ -156,7 +163,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="panoptic-train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="training YAML (see config/train_*.yaml)")
-    p.add_argument("--data", help="training data: a COCO root (annotations/panoptic_<split>.json, "
+    p.add_argument("--data", nargs="+", help="training data (several roots are mixed into one set): a COCO root (annotations/panoptic_<split>.json, "
                                   "annotations/panoptic_<split>/, <split>/), a Cityscapes root (gtFine/, "
                                   "leftImg8bit/) or a panoptic-world folder (annotations.json, panoptic/, images/); "
                                   "overrides data.train")
@@ -276,7 +283,8 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
     if not dcfg.get("val") and dcfg.get("val_split"):
         from ..data.datasets import detect_layout
 
-        if detect_layout(Path(dcfg["train"])) != "folder":
+        first = dcfg["train"][0] if isinstance(dcfg["train"], (list, tuple)) else dcfg["train"]
+        if detect_layout(Path(first)) != "folder":
             dcfg["val"] = dcfg["train"]  # a COCO / Cityscapes root holds its validation split too
     if dcfg.get("val") and not args.no_val and int(tcfg["val_every"]) > 0:
         # Fail now, not after an hour of training, if validation was asked for but cannot run.
@@ -289,7 +297,8 @@ def _train(cfg: dict, args, device: torch.device, rank: int, world: int, distrib
     input_size = (int(icfg["height"]), int(icfg["width"]))
     normalization = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     dataset = PanopticDataset(reader, taxonomy, input_size, augment=True, scale_range=tuple(icfg["scale_range"]),
-                              flip=bool(icfg["flip"]), **normalization)
+                              flip=bool(icfg["flip"]), photometric=float(icfg.get("photometric", 0.0)),
+                              **normalization)
 
     network_cfg = {k: v for k, v in cfg["model"].items() if k != "backbone_weights"}
     model = PanopticNet.from_config(network_cfg, taxonomy=taxonomy)

@@ -164,3 +164,49 @@ def test_torchrun_two_processes_gloo(tiny_data, tmp_path):
     assert meta["step"] == 2
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2]  # only rank 0 logs
+
+
+def test_several_roots_of_other_shapes_train_as_one_set_with_photometric_jitter(tiny_data, tmp_path):
+    """Training data rendered in several shapes / conditions: --data takes several roots, read as one set."""
+    from panoptic_ros.data.datasets import ConcatReader, DataError
+
+    wide = tmp_path / "wide43"
+    write_coco_panoptic(wide, street_samples(3, 96, 128, seed=5), Taxonomy.cityscapes(), progress=False)
+    reader = train.open_reader("auto", [str(tiny_data / "train"), str(wide)], None)
+    assert isinstance(reader, ConcatReader) and len(reader) == 7
+    assert reader[3].image.shape[:2] == (64, 128) and reader[4].image.shape[:2] == (96, 128)
+    assert reader[6].name == train.open_reader("auto", str(wide), None)[2].name
+    with pytest.raises(IndexError):
+        reader[7]
+    from panoptic_ros.model.targets import PanopticDataset
+
+    def images(photometric):
+        torch.manual_seed(0)
+        ds = PanopticDataset(reader, reader.taxonomy, (64, 128), scale_range=(1.0, 1.0), flip=False,
+                             photometric=photometric)
+        return [ds[i] for i in range(len(ds))]
+    plain, jittered = images(0.0), images(1.0)
+    assert all(torch.equal(a["semantic"], b["semantic"]) for a, b in zip(plain, jittered))  # labels untouched
+    assert sum(not torch.equal(a["image"], b["image"]) for a, b in zip(plain, jittered)) >= 3
+    cfg = yaml.safe_load((tiny_data / "tiny.yaml").read_text())
+    cfg["input"]["photometric"] = 1.0
+    (tmp_path / "photo.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    assert train.main(["--config", str(tmp_path / "photo.yaml"), "--data", str(tiny_data / "train"), str(wide),
+                       "--out", str(out), "--device", "cpu", "--steps", "1", "--no-val"]) == 0
+    _, meta = load_checkpoint(out / "model.pt", expected_taxonomy=Taxonomy.cityscapes())
+    assert meta["training"]["input"]["photometric"] == 1.0
+    assert meta["dataset_hash"] != train.open_reader("auto", str(wide), None).hash()
+    with pytest.raises(DataError, match="different categories"):
+        ConcatReader([reader, _RelabelledTaxonomy(reader)])
+
+
+class _RelabelledTaxonomy:
+    """A reader whose categories differ (COCO's 133) from the Cityscapes ones it wraps."""
+
+    def __init__(self, reader):
+        self.taxonomy = Taxonomy.coco_panoptic()
+        self._reader = reader
+
+    def __len__(self):
+        return len(self._reader)
